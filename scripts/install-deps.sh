@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian packages outboxd needs to build, test and run its demo.
+# Idempotent and quick when everything is already there: apt is only touched
+# for packages dpkg does not report as installed.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config
+  libpq-dev librdkafka-dev
+  libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  postgresql-15 postgresql-client-15
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "outboxd: installing missing packages: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then
+    sudo="sudo"
+  else
+    echo "outboxd: need root (or sudo) to install: ${missing[*]}" >&2
+    echo "  run: apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
