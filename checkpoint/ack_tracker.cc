@@ -73,6 +73,11 @@ void AckTracker::ObserveServerPosition(Lsn lsn) {
   if (!open_) FoldPosition(lsn);
 }
 
+void AckTracker::AdvanceConfirmed(Lsn lsn) {
+  safe_ = std::max(safe_, lsn);
+  last_received_ = std::max(last_received_, lsn);
+}
+
 void AckTracker::Reset() {
   front_ticket_ += entries_.size();
   entries_.clear();

@@ -57,6 +57,10 @@ class AckTracker {
   void Ack(Ticket ticket);
   // The server's position from a keepalive: everything before it was sent.
   void ObserveServerPosition(Lsn lsn);
+  // The slot is already confirmed up to lsn (read from the server when a
+  // session starts, e.g. after another relay held the slot): nothing before it
+  // needs delivering again.
+  void AdvanceConfirmed(Lsn lsn);
   // Forgets everything in flight (the caller replays from SafeLsn()).
   void Reset();
 

@@ -1,0 +1,186 @@
+#include "decoder/outbox_decoder.h"
+
+#include <utility>
+#include <variant>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace outboxd::decoder {
+namespace {
+
+// PostgreSQL timestamps count microseconds from 2000-01-01 00:00:00 UTC.
+constexpr int64_t kPgEpochUnixSeconds = 946684800;
+constexpr pgoutput::Oid kByteaOid = 17;
+
+int FindColumn(const pgoutput::Relation& relation, absl::string_view name) {
+  for (size_t i = 0; i < relation.columns.size(); ++i) {
+    if (relation.columns[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+const pgoutput::Datum* Column(const pgoutput::TupleData& tuple, int index) {
+  if (index < 0 || static_cast<size_t>(index) >= tuple.columns.size()) return nullptr;
+  return &tuple.columns[index];
+}
+
+bool IsValue(const pgoutput::Datum* d) {
+  return d != nullptr && (d->kind == pgoutput::Datum::Kind::kText ||
+                          d->kind == pgoutput::Datum::Kind::kBinary);
+}
+
+}  // namespace
+
+absl::StatusOr<OutboxTable> OutboxTable::Parse(absl::string_view qualified) {
+  OutboxTable table;
+  const size_t dot = qualified.find('.');
+  if (dot == absl::string_view::npos) {
+    table.name = std::string(qualified);
+  } else {
+    table.schema = std::string(qualified.substr(0, dot));
+    table.name = std::string(qualified.substr(dot + 1));
+  }
+  if (table.schema.empty() || table.name.empty() || absl::StrContains(table.name, '.')) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--table='", qualified, "' is not a table name; use schema.table, e.g. public.outbox_events"));
+  }
+  return table;
+}
+
+OutboxDecoder::OutboxDecoder(OutboxTable table, OutboxColumns columns)
+    : table_(std::move(table)), columns_(std::move(columns)) {}
+
+void OutboxDecoder::Reset() {
+  relations_.Clear();
+  outbox_oid_.reset();
+  map_ = ColumnMap{};
+  begin_ = pgoutput::Begin{};
+}
+
+absl::Status OutboxDecoder::OnRelation(const pgoutput::Relation& relation) {
+  const std::string& schema = relation.namespace_name.empty() ? "pg_catalog" : relation.namespace_name;
+  if (schema != table_.schema || relation.relation_name != table_.name) {
+    if (outbox_oid_ == relation.oid) outbox_oid_.reset();  // renamed away
+    return absl::OkStatus();
+  }
+  ColumnMap map;
+  map.id = FindColumn(relation, columns_.id);
+  map.aggregate_type = FindColumn(relation, columns_.aggregate_type);
+  map.aggregate_id = FindColumn(relation, columns_.aggregate_id);
+  map.event_type = FindColumn(relation, columns_.event_type);
+  map.payload = FindColumn(relation, columns_.payload);
+  map.headers = FindColumn(relation, columns_.headers);
+  map.topic = FindColumn(relation, columns_.topic);
+  const std::pair<int, const std::string*> required[] = {
+      {map.id, &columns_.id},
+      {map.aggregate_type, &columns_.aggregate_type},
+      {map.aggregate_id, &columns_.aggregate_id},
+      {map.event_type, &columns_.event_type},
+      {map.payload, &columns_.payload}};
+  for (const auto& [index, name] : required) {
+    if (index < 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "outbox table ", table_.QualifiedName(), " no longer has column '", *name,
+          "' (changed by ALTER TABLE?); restore the column or point --", "table and the column "
+          "flags at the new layout, then restart: outboxd resumes from the last confirmed position"));
+    }
+  }
+  map.payload_type = relation.columns[map.payload].type_oid;
+  map_ = map;
+  outbox_oid_ = relation.oid;
+  return absl::OkStatus();
+}
+
+DecodedEvent OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn) const {
+  DecodedEvent out;
+  v1::OutboxEvent& event = out.event;
+  auto take = [&](int index, absl::string_view name, std::string* field) {
+    const pgoutput::Datum* d = Column(tuple, index);
+    if (IsValue(d)) {
+      field->assign(d->value.data(), d->value.size());
+    } else if (out.dead_letter_reason.empty()) {
+      out.dead_letter_reason = absl::StrCat("column '", name, "' is NULL; it is required");
+    }
+  };
+  take(map_.id, columns_.id, event.mutable_id());
+  take(map_.aggregate_type, columns_.aggregate_type, event.mutable_aggregate_type());
+  take(map_.aggregate_id, columns_.aggregate_id, event.mutable_aggregate_id());
+  take(map_.event_type, columns_.event_type, event.mutable_event_type());
+
+  if (const pgoutput::Datum* d = Column(tuple, map_.payload); IsValue(d)) {
+    std::string unescaped;
+    // bytea prints as \x followed by hex; carry the bytes themselves.
+    if (map_.payload_type == kByteaOid && d->kind == pgoutput::Datum::Kind::kText &&
+        absl::StartsWith(d->value, "\\x")) {
+      event.set_payload(absl::HexStringToBytes(d->value.substr(2)));
+    } else {
+      event.set_payload(d->value.data(), d->value.size());
+    }
+  }
+
+  if (const pgoutput::Datum* d = Column(tuple, map_.headers); IsValue(d)) {
+    google::protobuf::Struct headers;
+    google::protobuf::util::JsonParseOptions options;
+    const auto parsed =
+        google::protobuf::util::JsonStringToMessage(std::string(d->value), &headers, options);
+    if (!parsed.ok()) {
+      if (out.dead_letter_reason.empty()) {
+        out.dead_letter_reason = absl::StrCat("column '", columns_.headers,
+                                              "' is not a JSON object of strings: ", d->value);
+      }
+    } else {
+      for (const auto& [key, value] : headers.fields()) {
+        if (value.kind_case() == google::protobuf::Value::kStringValue) {
+          (*event.mutable_headers())[key] = value.string_value();
+        }
+      }
+    }
+  }
+
+  if (const pgoutput::Datum* d = Column(tuple, map_.topic); IsValue(d)) {
+    out.topic_override.assign(d->value.data(), d->value.size());
+  }
+
+  v1::SourcePosition* source = event.mutable_source();
+  source->set_commit_lsn(begin_.final_lsn.value());
+  source->set_event_lsn(lsn.value());
+  source->set_xid(begin_.xid);
+  const int64_t micros = begin_.commit_time;
+  int64_t seconds = micros / 1000000;
+  int64_t remainder = micros % 1000000;
+  if (remainder < 0) {
+    remainder += 1000000;
+    --seconds;
+  }
+  source->mutable_commit_time()->set_seconds(seconds + kPgEpochUnixSeconds);
+  source->mutable_commit_time()->set_nanos(static_cast<int32_t>(remainder * 1000));
+  source->set_table(table_.QualifiedName());
+  return out;
+}
+
+absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message& message, Lsn lsn) {
+  if (const auto* begin = std::get_if<pgoutput::Begin>(&message)) {
+    begin_ = *begin;
+  } else if (const auto* relation = std::get_if<pgoutput::Relation>(&message)) {
+    const pgoutput::Relation& stored = relations_.Update(*relation);
+    if (absl::Status s = OnRelation(stored); !s.ok()) return s;
+  } else if (const auto* insert = std::get_if<pgoutput::Insert>(&message)) {
+    if (outbox_oid_ != insert->relation_oid) {
+      if (relations_.Find(insert->relation_oid) == nullptr) {
+        return absl::DataLossError(absl::StrCat(
+            "INSERT for relation ", insert->relation_oid, " at ", lsn.ToString(),
+            " arrived before its Relation message; this is a protocol error, please report it"));
+      }
+      return std::nullopt;  // another table in the publication
+    }
+    return MakeEvent(insert->new_tuple, lsn);
+  }
+  return std::nullopt;
+}
+
+}  // namespace outboxd::decoder

@@ -1,0 +1,359 @@
+#include "decoder/pgoutput.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "decoder/reader.h"
+
+namespace outboxd::decoder {
+namespace {
+
+// Local to this file: abseil 20220623 has no public ASSIGN_OR_RETURN.
+#define OUTBOXD_CONCAT_INNER_(a, b) a##b
+#define OUTBOXD_CONCAT_(a, b) OUTBOXD_CONCAT_INNER_(a, b)
+#define OUTBOXD_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                                   \
+  if (!tmp.ok()) return std::move(tmp).status();       \
+  lhs = *std::move(tmp)
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  OUTBOXD_ASSIGN_OR_RETURN_IMPL_(OUTBOXD_CONCAT_(status_or_, __LINE__), lhs, expr)
+#define RETURN_IF_ERROR(expr)                  \
+  do {                                         \
+    absl::Status status_ = (expr);             \
+    if (!status_.ok()) return status_;         \
+  } while (false)
+
+using pgoutput::Begin;
+using pgoutput::Commit;
+using pgoutput::Datum;
+using pgoutput::Delete;
+using pgoutput::Insert;
+using pgoutput::LogicalMessage;
+using pgoutput::Oid;
+using pgoutput::Origin;
+using pgoutput::Relation;
+using pgoutput::RelationColumn;
+using pgoutput::Truncate;
+using pgoutput::TupleData;
+using pgoutput::Type;
+using pgoutput::Update;
+
+// Names for every message letter PostgreSQL's logicalrep_message_type() knows,
+// including the streaming (v2+) and two-phase (v3+) ones this parser does not
+// accept, so an error about them says what the server sent.
+absl::string_view MessageName(uint8_t type) {
+  switch (type) {
+    case 'B': return "Begin";
+    case 'C': return "Commit";
+    case 'O': return "Origin";
+    case 'R': return "Relation";
+    case 'Y': return "Type";
+    case 'I': return "Insert";
+    case 'U': return "Update";
+    case 'D': return "Delete";
+    case 'T': return "Truncate";
+    case 'M': return "Message";
+    case 'b': return "Begin Prepare";
+    case 'P': return "Prepare";
+    case 'K': return "Commit Prepared";
+    case 'r': return "Rollback Prepared";
+    case 'S': return "Stream Start";
+    case 'E': return "Stream Stop";
+    case 'c': return "Stream Commit";
+    case 'A': return "Stream Abort";
+    case 'p': return "Stream Prepare";
+    default: return "unknown";
+  }
+}
+
+// Prefixes an error with the message it came from, keeping its code so
+// IsTruncated/IsMalformed still answer for the caller.
+absl::Status InMessage(uint8_t type, const absl::Status& status) {
+  const std::string letter = (type >= 0x20 && type < 0x7f)
+                                 ? absl::StrFormat("'%c'", type)
+                                 : absl::StrFormat("0x%02x", type);
+  return absl::Status(status.code(), absl::StrCat("pgoutput ", MessageName(type), " (", letter,
+                                                  ") message: ", status.message()));
+}
+
+// A count read from the wire promises at least `count * min_bytes` more bytes.
+// Checking that before reserve() bounds an allocation by the input size, so a
+// hostile count cannot make us allocate gigabytes. Too few bytes left means
+// the message was cut short, which is what a truncated prefix looks like too.
+absl::Status CheckCountFits(const Reader& r, size_t count, size_t min_bytes,
+                            absl::string_view what) {
+  if (count > r.remaining() / min_bytes) {
+    return absl::OutOfRangeError(absl::StrCat("truncated: ", what, " ", count, " needs at least ",
+                                              count * min_bytes, " bytes at offset ", r.offset(),
+                                              ", have ", r.remaining()));
+  }
+  return absl::OkStatus();
+}
+
+// Reader::Malformed reports the offset after the last read; a field that
+// fails validation has already been read, so point back at its first byte.
+template <typename Field>
+absl::Status BadField(const Reader& r, const Field&, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("malformed: ", what, " at offset ", r.offset() - sizeof(Field)));
+}
+
+absl::StatusOr<Lsn> ReadLsn(Reader& r) {
+  ASSIGN_OR_RETURN(uint64_t v, r.ReadInt<uint64_t>());
+  return Lsn(v);
+}
+
+// TupleData: Int16 column count, then per column a kind byte and, for 't' and
+// 'b', an Int32 length and that many bytes.
+absl::Status ReadTuple(Reader& r, TupleData& tuple) {
+  ASSIGN_OR_RETURN(int16_t ncols, r.ReadInt<int16_t>());
+  if (ncols < 0) return BadField(r, ncols, absl::StrCat("negative column count ", ncols));
+  // Every column takes at least its kind byte.
+  RETURN_IF_ERROR(CheckCountFits(r, static_cast<size_t>(ncols), 1, "column count"));
+  tuple.columns.clear();
+  tuple.columns.reserve(static_cast<size_t>(ncols));
+  for (int i = 0; i < ncols; ++i) {
+    ASSIGN_OR_RETURN(uint8_t kind, r.ReadByte());
+    Datum d;
+    switch (kind) {
+      case 'n':
+        d.kind = Datum::Kind::kNull;
+        break;
+      case 'u':
+        // An unchanged TOASTed value: the server did not send it, the old row
+        // on the subscriber side still has it.
+        d.kind = Datum::Kind::kUnchangedToast;
+        break;
+      case 't':
+      case 'b': {
+        d.kind = kind == 't' ? Datum::Kind::kText : Datum::Kind::kBinary;
+        ASSIGN_OR_RETURN(int32_t len, r.ReadInt<int32_t>());
+        if (len < 0) {
+          return BadField(r, len, absl::StrCat("negative length ", len, " of column ", i));
+        }
+        ASSIGN_OR_RETURN(d.value, r.ReadBytes(static_cast<size_t>(len)));
+        break;
+      }
+      default:
+        return BadField(r, kind,
+                        absl::StrFormat("unknown tuple data kind 0x%02x of column %d", kind, i));
+    }
+    tuple.columns.push_back(d);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Begin> ParseBegin(Reader& r) {
+  Begin m;
+  ASSIGN_OR_RETURN(m.final_lsn, ReadLsn(r));
+  // The reference reader (logicalrep_read_begin) refuses this too: a
+  // transaction without a commit position could never be confirmed.
+  if (!m.final_lsn.valid()) return BadField(r, uint64_t{0}, "final LSN is 0/0");
+  ASSIGN_OR_RETURN(m.commit_time, r.ReadInt<int64_t>());
+  ASSIGN_OR_RETURN(m.xid, r.ReadInt<uint32_t>());
+  return m;
+}
+
+absl::StatusOr<Commit> ParseCommit(Reader& r) {
+  Commit m;
+  ASSIGN_OR_RETURN(m.flags, r.ReadByte());
+  // Unused so far; a future server that sets one means something we would
+  // silently misread.
+  if (m.flags != 0) return BadField(r, m.flags, absl::StrCat("unknown flags ", m.flags));
+  ASSIGN_OR_RETURN(m.commit_lsn, ReadLsn(r));
+  ASSIGN_OR_RETURN(m.end_lsn, ReadLsn(r));
+  ASSIGN_OR_RETURN(m.commit_time, r.ReadInt<int64_t>());
+  return m;
+}
+
+absl::StatusOr<Origin> ParseOrigin(Reader& r) {
+  Origin m;
+  ASSIGN_OR_RETURN(m.commit_lsn, ReadLsn(r));
+  ASSIGN_OR_RETURN(m.name, r.ReadCString());
+  return m;
+}
+
+absl::StatusOr<Relation> ParseRelation(Reader& r) {
+  Relation m;
+  ASSIGN_OR_RETURN(m.oid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(absl::string_view ns, r.ReadCString());
+  ASSIGN_OR_RETURN(absl::string_view name, r.ReadCString());
+  m.namespace_name = std::string(ns);
+  m.relation_name = std::string(name);
+  ASSIGN_OR_RETURN(uint8_t identity, r.ReadByte());
+  // pg_class.relreplident: default, nothing, full, index.
+  if (identity != 'd' && identity != 'n' && identity != 'f' && identity != 'i') {
+    return BadField(r, identity, absl::StrFormat("unknown replica identity 0x%02x", identity));
+  }
+  m.replica_identity = static_cast<char>(identity);
+  ASSIGN_OR_RETURN(int16_t ncols, r.ReadInt<int16_t>());
+  if (ncols < 0) return BadField(r, ncols, absl::StrCat("negative column count ", ncols));
+  // Flags, empty name's NUL, type oid, typmod.
+  constexpr size_t kMinColumnBytes = 1 + 1 + 4 + 4;
+  RETURN_IF_ERROR(CheckCountFits(r, static_cast<size_t>(ncols), kMinColumnBytes, "column count"));
+  m.columns.reserve(static_cast<size_t>(ncols));
+  for (int i = 0; i < ncols; ++i) {
+    RelationColumn c;
+    ASSIGN_OR_RETURN(uint8_t flags, r.ReadByte());
+    // Bit 0 is "part of the replica identity key"; no other bit is defined.
+    if (flags > 1) {
+      return BadField(r, flags, absl::StrCat("unknown flags ", flags, " of column ", i));
+    }
+    c.part_of_key = flags == 1;
+    ASSIGN_OR_RETURN(absl::string_view col_name, r.ReadCString());
+    c.name = std::string(col_name);
+    ASSIGN_OR_RETURN(c.type_oid, r.ReadInt<uint32_t>());
+    ASSIGN_OR_RETURN(c.type_modifier, r.ReadInt<int32_t>());
+    m.columns.push_back(std::move(c));
+  }
+  return m;
+}
+
+absl::StatusOr<Type> ParseType(Reader& r) {
+  Type m;
+  ASSIGN_OR_RETURN(m.oid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(m.namespace_name, r.ReadCString());
+  ASSIGN_OR_RETURN(m.type_name, r.ReadCString());
+  return m;
+}
+
+absl::StatusOr<Insert> ParseInsert(Reader& r) {
+  Insert m;
+  ASSIGN_OR_RETURN(m.relation_oid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(uint8_t marker, r.ReadByte());
+  if (marker != 'N') {
+    return BadField(r, marker, absl::StrFormat("expected new tuple 'N', got 0x%02x", marker));
+  }
+  RETURN_IF_ERROR(ReadTuple(r, m.new_tuple));
+  return m;
+}
+
+absl::StatusOr<Update> ParseUpdate(Reader& r) {
+  Update m;
+  ASSIGN_OR_RETURN(m.relation_oid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(uint8_t marker, r.ReadByte());
+  // The old row comes first and only when the server has one: 'K' when a key
+  // column changed (replica identity default/index), 'O' for identity full.
+  if (marker == 'K' || marker == 'O') {
+    m.old_kind = static_cast<char>(marker);
+    RETURN_IF_ERROR(ReadTuple(r, m.old_tuple.emplace()));
+    ASSIGN_OR_RETURN(marker, r.ReadByte());
+  }
+  if (marker != 'N') {
+    return BadField(r, marker, absl::StrFormat("expected new tuple 'N', got 0x%02x", marker));
+  }
+  RETURN_IF_ERROR(ReadTuple(r, m.new_tuple));
+  return m;
+}
+
+absl::StatusOr<Delete> ParseDelete(Reader& r) {
+  Delete m;
+  ASSIGN_OR_RETURN(m.relation_oid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(uint8_t marker, r.ReadByte());
+  if (marker != 'K' && marker != 'O') {
+    return BadField(r, marker,
+                    absl::StrFormat("expected old key 'K' or old row 'O', got 0x%02x", marker));
+  }
+  m.old_kind = static_cast<char>(marker);
+  RETURN_IF_ERROR(ReadTuple(r, m.old_tuple));
+  return m;
+}
+
+absl::StatusOr<Truncate> ParseTruncate(Reader& r) {
+  constexpr uint8_t kCascade = 1;
+  constexpr uint8_t kRestartIdentity = 2;
+  Truncate m;
+  ASSIGN_OR_RETURN(int32_t nrels, r.ReadInt<int32_t>());
+  if (nrels < 0) return BadField(r, nrels, absl::StrCat("negative relation count ", nrels));
+  ASSIGN_OR_RETURN(m.options, r.ReadByte());
+  if ((m.options & ~(kCascade | kRestartIdentity)) != 0) {
+    return BadField(r, m.options, absl::StrCat("unknown options ", m.options));
+  }
+  RETURN_IF_ERROR(CheckCountFits(r, static_cast<size_t>(nrels), 4, "relation count"));
+  m.relation_oids.reserve(static_cast<size_t>(nrels));
+  for (int32_t i = 0; i < nrels; ++i) {
+    ASSIGN_OR_RETURN(Oid oid, r.ReadInt<uint32_t>());
+    m.relation_oids.push_back(oid);
+  }
+  return m;
+}
+
+absl::StatusOr<LogicalMessage> ParseLogicalMessage(Reader& r) {
+  LogicalMessage m;
+  ASSIGN_OR_RETURN(uint8_t flags, r.ReadByte());
+  // Bit 0 is "transactional"; no other bit is defined.
+  if (flags > 1) return BadField(r, flags, absl::StrCat("unknown flags ", flags));
+  m.transactional = flags == 1;
+  ASSIGN_OR_RETURN(m.lsn, ReadLsn(r));
+  ASSIGN_OR_RETURN(m.prefix, r.ReadCString());
+  // The server writes the length from a Size; as an Int32 on the wire, a
+  // negative value can only be damage.
+  ASSIGN_OR_RETURN(int32_t len, r.ReadInt<int32_t>());
+  if (len < 0) return BadField(r, len, absl::StrCat("negative content length ", len));
+  ASSIGN_OR_RETURN(m.content, r.ReadBytes(static_cast<size_t>(len)));
+  return m;
+}
+
+absl::StatusOr<Message> ParseBody(uint8_t type, Reader& r) {
+  // Protocol version note: from version 2 on, Relation, Type, Insert, Update,
+  // Delete, Truncate and Message carry an Int32 xid right after the type
+  // byte, but only between Stream Start and Stream Stop (a transaction the
+  // server streams before it commits). outboxd does not ask for streaming
+  // (no 'streaming' option), so the server never sends those messages and
+  // every message has the version 1 layout whatever protocol_version says.
+  // Supporting streaming needs parser state (inside a stream or not), which
+  // belongs with that feature, together with 'S', 'E', 'c', 'A' here.
+  switch (type) {
+    case 'B': return ParseBegin(r);
+    case 'C': return ParseCommit(r);
+    case 'O': return ParseOrigin(r);
+    case 'R': return ParseRelation(r);
+    case 'Y': return ParseType(r);
+    case 'I': return ParseInsert(r);
+    case 'U': return ParseUpdate(r);
+    case 'D': return ParseDelete(r);
+    case 'T': return ParseTruncate(r);
+    case 'M': return ParseLogicalMessage(r);
+    default:
+      break;
+  }
+  // The offset is the type byte's, 0.
+  if (MessageName(type) != "unknown") {
+    // Streaming and two-phase messages: real pgoutput messages, but only for
+    // options outboxd does not request, so seeing one is a protocol mismatch.
+    return absl::InvalidArgumentError(
+        "malformed: message type not expected, outboxd requests neither streaming nor "
+        "two-phase, at offset 0");
+  }
+  return absl::InvalidArgumentError("malformed: unknown message type at offset 0");
+}
+
+#undef ASSIGN_OR_RETURN
+#undef RETURN_IF_ERROR
+#undef OUTBOXD_ASSIGN_OR_RETURN_IMPL_
+#undef OUTBOXD_CONCAT_
+#undef OUTBOXD_CONCAT_INNER_
+
+}  // namespace
+
+absl::StatusOr<Message> PgOutputParser::Parse(absl::Span<const uint8_t> bytes) const {
+  Reader r(bytes);
+  absl::StatusOr<uint8_t> type = r.ReadByte();
+  if (!type.ok()) {
+    return absl::OutOfRangeError("truncated: empty pgoutput message (no type byte) at offset 0");
+  }
+  absl::StatusOr<Message> msg = ParseBody(*type, r);
+  if (!msg.ok()) return InMessage(*type, msg.status());
+  if (!r.AtEnd()) {
+    return InMessage(*type, r.Malformed(absl::StrCat(r.remaining(),
+                                                     " trailing bytes after a complete message")));
+  }
+  return msg;
+}
+
+}  // namespace outboxd::decoder

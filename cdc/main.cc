@@ -1,0 +1,348 @@
+// outboxd: the command line. Parses flags (each also read from OUTBOXD_<FLAG>)
+// and wires cdc/ (PostgreSQL) to sink/ (Kafka); all logic lives in those modules.
+#include <signal.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "cdc/event_sink.h"
+#include "cdc/pg_connection.h"
+#include "cdc/relay.h"
+#include "cdc/setup.h"
+#include "outboxd/log.h"
+#include "sink/kafka_sink.h"
+#include "sink/tail.h"
+
+// Connections.
+ABSL_FLAG(std::string, postgres, "",
+          "libpq connection string or URI of the database holding the outbox table, e.g. "
+          "'host=db dbname=shop user=outboxd'. Passwords: PGPASSWORD, ~/.pgpass or PGPASSFILE");
+ABSL_FLAG(std::string, brokers, "", "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]");
+// What to read.
+ABSL_FLAG(std::string, table, "public.outbox_events", "outbox table, schema.name");
+ABSL_FLAG(std::string, publication, "outboxd", "publication to stream (created if missing)");
+ABSL_FLAG(std::string, slot, "outboxd", "logical replication slot (created if missing)");
+ABSL_FLAG(std::string, id_column, "id", "column with the event id");
+ABSL_FLAG(std::string, aggregate_type_column, "aggregate_type", "column that routes the topic");
+ABSL_FLAG(std::string, aggregate_id_column, "aggregate_id", "column used as the Kafka key");
+ABSL_FLAG(std::string, event_type_column, "event_type", "column with the event type");
+ABSL_FLAG(std::string, payload_column, "payload", "column with the payload");
+ABSL_FLAG(std::string, headers_column, "headers", "optional jsonb column of string headers");
+ABSL_FLAG(std::string, topic_column, "topic", "optional column overriding the topic per row");
+// Kafka.
+ABSL_FLAG(std::string, topic_prefix, "outbox.event.", "topic = prefix + aggregate type");
+ABSL_FLAG(std::string, dead_letter_topic, "outbox.dead-letter",
+          "where events go that cannot go where they belong (reason in headers)");
+ABSL_FLAG(int, linger_ms, 5, "how long the producer waits to batch events (librdkafka linger.ms)");
+ABSL_FLAG(std::string, kafka_property, "",
+          "any librdkafka property as key=value; repeat the flag for more (SASL, TLS, "
+          "compression). Environment: OUTBOXD_KAFKA_PROPERTY, several separated by ';'");
+// Behaviour.
+ABSL_FLAG(absl::Duration, status_interval, absl::Seconds(1),
+          "how often the confirmed position is reported to PostgreSQL");
+ABSL_FLAG(absl::Duration, max_backoff, absl::Seconds(5), "longest wait between reconnect attempts");
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
+          "on SIGTERM, how long to wait for Kafka to acknowledge events in flight");
+ABSL_FLAG(std::string, log_format, "text", "text or json");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+// tail.
+ABSL_FLAG(std::string, topic, "", "tail: topic to read, or a regex starting with ^");
+ABSL_FLAG(std::string, from, "beginning", "tail: start at the 'beginning' or the 'end'");
+ABSL_FLAG(int64_t, limit, 0, "tail: exit after this many events (0: run until stopped)");
+ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
+          "tail: exit (status 1) if --limit events have not arrived within this time (0: wait)");
+// status.
+ABSL_FLAG(std::string, admin, "127.0.0.1:7700", "status: address of a running relay's admin API");
+
+namespace {
+
+constexpr char kUsage[] = R"(outboxd relays transactional outbox rows from PostgreSQL to Kafka.
+
+usage: outboxd <command> [flags]
+
+commands:
+  init    create the outbox table, publication and slot (idempotent)
+          --postgres [--table --publication --slot]
+  run     stream outbox inserts to Kafka; confirms WAL only after Kafka acknowledges
+          --postgres --brokers [--table --publication --slot --kafka_property=k=v ...]
+  tail    print events from Kafka as JSON lines
+          --brokers --topic [--from=beginning|end --limit=N]
+  peek    print the decoded replication stream as JSON lines (not built yet)
+  status  ask a running relay for its status (not built yet)
+
+Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
+--brokers from OUTBOXD_BROKERS, and so on; a flag on the command line wins.
+--flagfile=FILE reads flags from a file. `outboxd <command> --help` lists all flags.
+)";
+
+// Flags this binary defines; each may come from OUTBOXD_<NAME>.
+constexpr const char* kOurFlags[] = {
+    "postgres", "brokers", "table", "publication", "slot", "id_column", "aggregate_type_column",
+    "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
+    "topic_prefix", "dead_letter_topic", "linger_ms", "status_interval", "max_backoff",
+    "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin"};
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+int Fail(const absl::Status& status, int code = kExitFailure) {
+  outboxd::LogError(status.message());
+  return code;
+}
+
+// Applies OUTBOXD_<FLAG> for every flag; the command line, parsed afterwards, wins.
+absl::Status ApplyEnvironment() {
+  for (const char* name : kOurFlags) {
+    const std::string var = absl::StrCat("OUTBOXD_", absl::AsciiStrToUpper(name));
+    const char* value = getenv(var.c_str());
+    if (value == nullptr) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat(var, "='", value, "' is not valid: ", error));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// --kafka_property may repeat, which absl flags do not support: take those out
+// of argv before parsing. Returns the remaining argv.
+absl::StatusOr<std::vector<char*>> ExtractKafkaProperties(
+    int argc, char** argv, std::vector<std::pair<std::string, std::string>>* properties) {
+  std::vector<std::string> raw;
+  if (const char* env = getenv("OUTBOXD_KAFKA_PROPERTY")) {
+    for (absl::string_view p : absl::StrSplit(env, ';', absl::SkipWhitespace())) raw.emplace_back(p);
+  }
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (absl::ConsumePrefix(&arg, "--kafka_property=") || absl::ConsumePrefix(&arg, "-kafka_property=")) {
+      raw.emplace_back(arg);
+    } else if ((arg == "--kafka_property" || arg == "-kafka_property") && i + 1 < argc) {
+      raw.emplace_back(argv[++i]);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  for (const std::string& p : raw) {
+    const size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--kafka_property='", p, "' is not key=value, e.g. --kafka_property=compression.type=lz4"));
+    }
+    properties->emplace_back(p.substr(0, eq), p.substr(eq + 1));
+  }
+  return rest;
+}
+
+absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
+  auto table = outboxd::decoder::OutboxTable::Parse(absl::GetFlag(FLAGS_table));
+  if (!table.ok()) return table.status();
+  outboxd::cdc::OutboxConfig config;
+  config.table = *table;
+  config.publication = absl::GetFlag(FLAGS_publication);
+  config.slot = absl::GetFlag(FLAGS_slot);
+  config.columns.id = absl::GetFlag(FLAGS_id_column);
+  config.columns.aggregate_type = absl::GetFlag(FLAGS_aggregate_type_column);
+  config.columns.aggregate_id = absl::GetFlag(FLAGS_aggregate_id_column);
+  config.columns.event_type = absl::GetFlag(FLAGS_event_type_column);
+  config.columns.payload = absl::GetFlag(FLAGS_payload_column);
+  config.columns.headers = absl::GetFlag(FLAGS_headers_column);
+  config.columns.topic = absl::GetFlag(FLAGS_topic_column);
+  if (absl::Status s = outboxd::cdc::ValidateSlotName(config.slot); !s.ok()) return s;
+  return config;
+}
+
+absl::Status RequirePostgres() {
+  if (!absl::GetFlag(FLAGS_postgres).empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "no PostgreSQL connection given: pass --postgres='host=HOST dbname=DB user=USER' "
+      "(or a postgresql:// URI) or set OUTBOXD_POSTGRES");
+}
+
+absl::Status RequireBrokers() {
+  if (!absl::GetFlag(FLAGS_brokers).empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "no Kafka brokers given: pass --brokers=HOST:PORT[,HOST:PORT...] or set OUTBOXD_BROKERS");
+}
+
+// Connects and runs the checks both init and run need; creates what is missing.
+absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool create_table) {
+  auto conn = outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql);
+  if (!conn.ok()) return conn.status();
+  if (absl::Status s = outboxd::cdc::CheckServer(conn->get(), config); !s.ok()) return s;
+  if (create_table) {
+    if (absl::Status s = outboxd::cdc::CreateTableIfMissing(conn->get(), config); !s.ok()) return s;
+  }
+  if (absl::Status s = outboxd::cdc::CheckTable(conn->get(), config); !s.ok()) return s;
+  if (absl::Status s = outboxd::cdc::EnsurePublication(conn->get(), config); !s.ok()) return s;
+  return outboxd::cdc::EnsureSlot(conn->get(), config);
+}
+
+int Init() {
+  if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
+  auto config = OutboxConfigFromFlags();
+  if (!config.ok()) return Fail(config.status(), kExitUsage);
+  auto confirmed = PrepareDatabase(*config, /*create_table=*/true);
+  if (!confirmed.ok()) return Fail(confirmed.status());
+  std::cout << "ready: table " << config->table.QualifiedName() << ", publication "
+            << config->publication << ", slot " << config->slot << " (confirmed "
+            << confirmed->ToString() << ")" << std::endl;
+  return 0;
+}
+
+// KafkaSink behind cdc's EventSink: the one place that knows both.
+class KafkaEventSink : public outboxd::cdc::EventSink {
+ public:
+  explicit KafkaEventSink(std::unique_ptr<outboxd::sink::KafkaSink> sink) : sink_(std::move(sink)) {}
+  absl::Status Produce(const outboxd::v1::OutboxEvent& event, absl::string_view topic_override,
+                       uint64_t ticket) override {
+    return sink_->Produce(event, topic_override, ticket);
+  }
+  void Poll(int timeout_ms) override { sink_->Poll(timeout_ms); }
+  int wakeup_fd() const override { return sink_->wakeup_fd(); }
+  absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
+  int InFlight() const override { return sink_->InFlight(); }
+
+ private:
+  std::unique_ptr<outboxd::sink::KafkaSink> sink_;
+};
+
+std::atomic<outboxd::cdc::Relay*> g_relay{nullptr};
+std::atomic<bool> g_stop_requested{false};
+
+void OnStopSignal(int) {
+  g_stop_requested.store(true);
+  if (outboxd::cdc::Relay* relay = g_relay.load()) relay->Stop();
+}
+
+void InstallStopHandlers() {
+  struct sigaction action {};
+  action.sa_handler = OnStopSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties) {
+  if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
+  if (absl::Status s = RequireBrokers(); !s.ok()) return Fail(s, kExitUsage);
+  auto config = OutboxConfigFromFlags();
+  if (!config.ok()) return Fail(config.status(), kExitUsage);
+
+  outboxd::sink::SinkConfig sink_config;
+  sink_config.brokers = absl::GetFlag(FLAGS_brokers);
+  sink_config.kafka_properties = kafka_properties;
+  sink_config.linger_ms = absl::GetFlag(FLAGS_linger_ms);
+  sink_config.topic_prefix = absl::GetFlag(FLAGS_topic_prefix);
+  sink_config.dead_letter_topic = absl::GetFlag(FLAGS_dead_letter_topic);
+  // Bad Kafka settings are a usage error: find them before touching PostgreSQL.
+  if (auto probe = outboxd::sink::KafkaSink::Create(sink_config, [](uint64_t, const absl::Status&) {});
+      !probe.ok()) {
+    return Fail(probe.status(), kExitUsage);
+  }
+
+  auto confirmed = PrepareDatabase(*config, /*create_table=*/false);
+  if (!confirmed.ok()) return Fail(confirmed.status());
+
+  outboxd::cdc::RelayOptions options;
+  options.conninfo = absl::GetFlag(FLAGS_postgres);
+  options.outbox = *config;
+  options.dead_letter_topic = sink_config.dead_letter_topic;
+  options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers);
+  options.status_interval = absl::GetFlag(FLAGS_status_interval);
+  options.max_backoff = absl::GetFlag(FLAGS_max_backoff);
+  options.shutdown_flush_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
+  outboxd::cdc::Relay relay(options, [sink_config](outboxd::cdc::EventSink::DeliveryCallback cb)
+                                         -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+    auto sink = outboxd::sink::KafkaSink::Create(sink_config, std::move(cb));
+    if (!sink.ok()) return sink.status();
+    return std::make_unique<KafkaEventSink>(std::move(*sink));
+  });
+  g_relay.store(&relay);
+  if (g_stop_requested.load()) relay.Stop();
+  absl::Status result = relay.Run(*confirmed);
+  g_relay.store(nullptr);
+  return result.ok() ? 0 : Fail(result);
+}
+
+int Tail() {
+  if (absl::Status s = RequireBrokers(); !s.ok()) return Fail(s, kExitUsage);
+  outboxd::sink::TailOptions options;
+  options.brokers = absl::GetFlag(FLAGS_brokers);
+  options.topic = absl::GetFlag(FLAGS_topic);
+  options.from_beginning = absl::GetFlag(FLAGS_from) != "end";
+  options.limit = absl::GetFlag(FLAGS_limit);
+  options.timeout = absl::GetFlag(FLAGS_timeout);
+  if (options.topic.empty()) {
+    return Fail(absl::InvalidArgumentError(
+                    "no topic given: pass --topic=NAME, or a regex such as --topic='^outbox\\..*'"),
+                kExitUsage);
+  }
+  if (absl::GetFlag(FLAGS_from) != "end" && absl::GetFlag(FLAGS_from) != "beginning") {
+    return Fail(absl::InvalidArgumentError("--from must be 'beginning' or 'end'"), kExitUsage);
+  }
+  absl::Status result = outboxd::sink::Tail(options, std::cout, g_stop_requested);
+  return result.ok() ? 0 : Fail(result);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || absl::string_view(argv[1]) == "--help" || absl::string_view(argv[1]) == "-h" ||
+      absl::string_view(argv[1]) == "help") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? kExitUsage : 0;
+  }
+  const std::string command = argv[1];
+  absl::SetProgramUsageMessage(kUsage);
+  setenv("PGCONNECT_TIMEOUT", "10", /*overwrite=*/0);
+
+  std::vector<std::pair<std::string, std::string>> kafka_properties;
+  // argv[1], the command, stands where absl expects the program name.
+  auto rest = ExtractKafkaProperties(argc - 1, argv + 1, &kafka_properties);
+  if (!rest.ok()) return Fail(rest.status(), kExitUsage);
+  if (absl::Status s = ApplyEnvironment(); !s.ok()) return Fail(s, kExitUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest->size()), rest->data());
+  if (positional.size() > 1) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[1],
+                                                        "'; flags look like --name=value")),
+                kExitUsage);
+  }
+
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  outboxd::SetLogFormat(log_format == "json" ? outboxd::LogFormat::kJson : outboxd::LogFormat::kText);
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  outboxd::SetMinLogLevel(level == "debug"     ? outboxd::LogLevel::kDebug
+                          : level == "warning" ? outboxd::LogLevel::kWarning
+                          : level == "error"   ? outboxd::LogLevel::kError
+                                               : outboxd::LogLevel::kInfo);
+  InstallStopHandlers();
+
+  if (command == "init") return Init();
+  if (command == "run") return Run(kafka_properties);
+  if (command == "tail") return Tail();
+  if (command == "peek" || command == "status") {
+    return Fail(absl::UnimplementedError(absl::StrCat(
+                    "`outboxd ", command, "` is not built yet in this version")),
+                kExitUsage);
+  }
+  return Fail(absl::InvalidArgumentError(absl::StrCat("unknown command '", command,
+                                                      "'; run `outboxd --help` for the commands")),
+              kExitUsage);
+}

@@ -1,0 +1,70 @@
+// Owners for libpq handles and the few connection helpers every cdc/ piece needs.
+//
+//   absl::StatusOr<PgConn> conn = Connect(conninfo, ConnectionKind::kReplication);
+//   absl::StatusOr<PgResult> rows = Query(*conn, "SELECT $1::text", {"x"});
+//
+// Errors carry the server's words plus what to do about them: a wrong password
+// points at PGPASSWORD/.pgpass, an unreachable server at --postgres.
+#ifndef OUTBOXD_CDC_PG_CONNECTION_H_
+#define OUTBOXD_CDC_PG_CONNECTION_H_
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace outboxd::cdc {
+
+struct PgConnDeleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+struct PgResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+struct PgFreeDeleter {
+  void operator()(void* p) const { PQfreemem(p); }
+};
+
+// Move-only: a copied owner would PQfinish/PQclear twice.
+using PgConn = std::unique_ptr<PGconn, PgConnDeleter>;
+using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+using PgBuffer = std::unique_ptr<char, PgFreeDeleter>;
+
+enum class ConnectionKind { kSql, kReplication };
+
+absl::StatusOr<PgConn> Connect(absl::string_view conninfo, ConnectionKind kind);
+
+// Runs one statement (text parameters, NULL as nullopt) and returns its result.
+// Without parameters it uses the simple query protocol, so it also serves
+// replication commands (IDENTIFY_SYSTEM) and SQL on replication connections.
+// Errors name the statement's purpose via `what` and keep the server's message.
+absl::StatusOr<PgResult> Query(PGconn* conn, absl::string_view sql,
+                               const std::vector<std::optional<std::string>>& params = {},
+                               absl::string_view what = "");
+
+// The value at (row, col) or nullopt for NULL or out of range.
+std::optional<std::string> Value(const PGresult* result, int row, int col);
+
+// The SQLSTATE of a failed result ("" if none).
+std::string SqlState(const PGresult* result);
+
+// conninfo with any password replaced by "********", safe to log.
+std::string RedactConnInfo(absl::string_view conninfo);
+
+// Quotes an identifier for SQL text (PQescapeIdentifier without a connection).
+std::string QuoteIdentifier(absl::string_view name);
+
+// Quotes a string literal for SQL text, for statements that cannot take
+// parameters (replication connections). standard_conforming_strings is on in
+// every supported server, so doubling quotes is enough.
+std::string QuoteLiteral(absl::string_view value);
+
+}  // namespace outboxd::cdc
+
+#endif  // OUTBOXD_CDC_PG_CONNECTION_H_

@@ -1,0 +1,298 @@
+#include "cdc/relay.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "outboxd/log.h"
+
+namespace outboxd::cdc {
+namespace {
+
+// Messages read per loop turn before delivery reports are served again.
+constexpr int kMaxReadBatch = 1024;
+
+int ToPollTimeout(absl::Duration d) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1))), 0, 1000));
+}
+
+}  // namespace
+
+Relay::Relay(RelayOptions options, EventSink::Factory sink_factory)
+    : options_(std::move(options)),
+      sink_factory_(std::move(sink_factory)),
+      decoder_(options_.outbox.table, options_.outbox.columns) {
+  if (pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    stop_pipe_[0] = stop_pipe_[1] = -1;  // Stop() still sets the flag; waits end within a second.
+  }
+}
+
+Relay::~Relay() {
+  sink_.reset();  // No delivery callback may run into a half-destroyed relay.
+  for (int fd : stop_pipe_) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+void Relay::Stop() {
+  stop_.store(true);
+  if (stop_pipe_[1] >= 0) {
+    const char byte = 1;
+    [[maybe_unused]] ssize_t n = write(stop_pipe_[1], &byte, 1);
+  }
+}
+
+bool Relay::WaitUnlessStopped(absl::Duration d) {
+  const absl::Time deadline = absl::Now() + d;
+  while (!stop_.load()) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return true;
+    pollfd fd{stop_pipe_[0], POLLIN, 0};
+    poll(&fd, stop_pipe_[0] >= 0 ? 1 : 0, ToPollTimeout(left));
+  }
+  return false;
+}
+
+absl::Status Relay::MakeSink() {
+  sink_.reset();
+  const uint64_t generation = ++sink_generation_;
+  auto sink = sink_factory_([this, generation](uint64_t ticket, const absl::Status& status) {
+    OnDelivery(generation, ticket, status);
+  });
+  if (!sink.ok()) return sink.status();
+  sink_ = std::move(*sink);
+  delivery_failure_ = absl::OkStatus();
+  return absl::OkStatus();
+}
+
+void Relay::OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status& status) {
+  if (generation != sink_generation_) return;  // a report from a producer we dropped
+  if (status.ok()) {
+    tracker_.Ack(ticket);
+    ++delivered_;
+  } else if (delivery_failure_.ok()) {
+    delivery_failure_ = status;
+  }
+}
+
+absl::Status Relay::Run(Lsn start) {
+  tracker_.AdvanceConfirmed(start);
+  if (absl::Status s = MakeSink(); !s.ok()) return s;
+  absl::Duration backoff = options_.initial_backoff;
+  bool waiting_as_standby = false;
+  while (!stop_.load()) {
+    absl::StatusOr<SessionEnd> end = RunSession();
+    if (end.ok() && *end == SessionEnd::kStopped) break;
+    if (end.ok() && *end == SessionEnd::kRewind) {
+      LogWarning(absl::StrCat("rewinding: ", delivery_failure_.message(),
+                              "; restarting replication from the confirmed position ",
+                              tracker_.SafeLsn().ToString(), " with a fresh producer"));
+      tracker_.Reset();
+      pending_.reset();
+      if (absl::Status s = MakeSink(); !s.ok()) return s;
+      backoff = options_.initial_backoff;
+      continue;
+    }
+    if (end.ok()) {  // kReconnect: the session was up, start the backoff afresh
+      backoff = options_.initial_backoff;
+    } else if (IsSlotBusy(end.status())) {
+      if (!waiting_as_standby) {
+        LogInfo(absl::StrCat("replication slot ", options_.outbox.slot,
+                             " is in use by another connection; waiting as a hot standby and "
+                             "retrying every second (",
+                             end.status().message(), ")"));
+      }
+      waiting_as_standby = true;
+      if (!WaitUnlessStopped(absl::Seconds(1))) break;
+      continue;
+    } else if (!absl::IsUnavailable(end.status())) {
+      return end.status();
+    } else {
+      LogWarning(absl::StrCat(end.status().message(), "; retrying in ", absl::FormatDuration(backoff)));
+    }
+    waiting_as_standby = false;
+    if (!WaitUnlessStopped(backoff)) break;
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+  LogInfo(absl::StrCat("stopped; confirmed LSN ", tracker_.SafeLsn().ToString(), ", ", delivered_,
+                       " events delivered"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
+  // A pending event belongs to a transaction the server will send again whole.
+  if (pending_) {
+    tracker_.Ack(pending_->ticket);
+    pending_.reset();
+  }
+  auto connected = ReplicationStream::Connect({.conninfo = options_.conninfo,
+                                               .slot = options_.outbox.slot,
+                                               .publication = options_.outbox.publication});
+  if (!connected.ok()) return connected.status();
+  ReplicationStream& stream = **connected;
+  // Another relay may have confirmed more while this one waited as a standby.
+  tracker_.AdvanceConfirmed(stream.slot_confirmed());
+  const Lsn start = tracker_.LastReceivedLsn();
+  if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
+  decoder_.Reset();
+
+  LogInfo(absl::StrCat(logged_start_ ? "reconnected: " : "", "streaming slot ", options_.outbox.slot,
+                       " (publication ", options_.outbox.publication, ", table ",
+                       options_.outbox.table.QualifiedName(), ") from PostgreSQL ",
+                       stream.server_version(), " at ", RedactConnInfo(options_.conninfo),
+                       ", starting after ", start.ToString(), ", confirmed ",
+                       tracker_.SafeLsn().ToString(), "; events go to ", options_.sink_description));
+  logged_start_ = true;
+
+  Lsn received = start;
+  absl::Time next_status = absl::Now();
+  auto reconnect = [&](const absl::Status& why) {
+    LogWarning(absl::StrCat(why.message(), "; reconnecting"));
+    tracker_.AbandonOpenTransaction();
+    return SessionEnd::kReconnect;
+  };
+
+  while (true) {
+    if (stop_.load()) return Shutdown(stream, received);
+    sink_->Poll(0);
+    if (!delivery_failure_.ok()) return SessionEnd::kRewind;
+
+    bool blocked = false;
+    if (pending_) {
+      absl::StatusOr<bool> produced = ProducePending();
+      if (!produced.ok()) return produced.status();
+      blocked = !*produced;
+    }
+
+    bool drained = false;
+    for (int n = 0; !blocked && n < kMaxReadBatch; ++n) {
+      absl::StatusOr<StreamItem> item = stream.Read();
+      if (!item.ok()) return reconnect(item.status());
+      if (item->kind == StreamItem::kNone) {
+        drained = true;
+        break;
+      }
+      received = std::max(received, item->lsn);
+      if (item->kind == StreamItem::kKeepalive) {
+        tracker_.ObserveServerPosition(item->lsn);
+        // The walsender asks when it needs an answer (timeouts, shutdown): at once.
+        if (item->reply_requested) next_status = absl::InfinitePast();
+        continue;
+      }
+      if (absl::Status s = HandleData(*item); !s.ok()) return s;
+      blocked = pending_.has_value();
+    }
+    // Complete messages may wait in libpq's buffer with nothing on the socket.
+    const bool more_buffered = !blocked && !drained;
+
+    absl::Time now = absl::Now();
+    if (now >= next_status) {
+      if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
+        return reconnect(s);
+      }
+      next_status = now + options_.status_interval;
+    }
+    MaybeLogProgress(now, received);
+
+    pollfd fds[3] = {{sink_->wakeup_fd(), POLLIN, 0},
+                     {stop_pipe_[0], POLLIN, 0},
+                     {stream.socket(), static_cast<short>(blocked ? 0 : POLLIN), 0}};
+    const int timeout = more_buffered ? 0 : ToPollTimeout(std::min(next_status - now, absl::Milliseconds(100)));
+    if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
+      return absl::InternalError(absl::StrCat("poll failed: ", strerror(errno)));
+    }
+    if (fds[1].revents & POLLIN) {
+      char drain[16];
+      while (read(stop_pipe_[0], drain, sizeof drain) > 0) {
+      }
+    }
+    if (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) {
+      if (absl::Status s = stream.ConsumeInput(); !s.ok()) return reconnect(s);
+    }
+  }
+}
+
+absl::Status Relay::HandleData(const StreamItem& item) {
+  absl::StatusOr<decoder::Message> message = parser_.Parse(item.payload);
+  if (!message.ok()) {
+    return absl::DataLossError(absl::StrCat("cannot decode the pgoutput message at ", item.lsn.ToString(),
+                                            ": ", message.status().message(),
+                                            "; nothing past it was confirmed. Please report this "
+                                            "with `outboxd peek` output around that position"));
+  }
+  if (std::holds_alternative<decoder::pgoutput::Begin>(*message)) tracker_.BeginTransaction();
+  if (const auto* commit = std::get_if<decoder::pgoutput::Commit>(&*message)) {
+    if (!tracker_.InTransaction()) return absl::DataLossError("Commit without Begin in the stream");
+    tracker_.CommitTransaction(commit->end_lsn);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<decoder::DecodedEvent>> decoded = decoder_.Decode(*message, item.lsn);
+  if (!decoded.ok()) return decoded.status();
+  if (!decoded->has_value()) return absl::OkStatus();
+  if (!tracker_.InTransaction()) {
+    return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
+  }
+  pending_ = PendingEvent{.decoded = std::move(**decoded), .ticket = tracker_.AddEvent()};
+  decoder::DecodedEvent& ev = pending_->decoded;
+  if (!ev.dead_letter_reason.empty()) {
+    LogWarning(absl::StrCat("outbox row id=", ev.event.id(), " at ", item.lsn.ToString(),
+                            " goes to the dead-letter topic ", options_.dead_letter_topic, ": ",
+                            ev.dead_letter_reason));
+    (*ev.event.mutable_headers())["outboxd.dead_letter.reason"] = ev.dead_letter_reason;
+    ev.topic_override = options_.dead_letter_topic;
+  }
+  return ProducePending().status();
+}
+
+absl::StatusOr<bool> Relay::ProducePending() {
+  absl::Status s = sink_->Produce(pending_->decoded.event, pending_->decoded.topic_override, pending_->ticket);
+  if (absl::IsResourceExhausted(s)) return false;
+  if (!s.ok()) return s;
+  pending_.reset();
+  return true;
+}
+
+Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
+  const absl::Time deadline = absl::Now() + options_.shutdown_flush_timeout;
+  if (sink_->InFlight() > 0) {
+    LogInfo(absl::StrCat("stopping: waiting up to ", absl::FormatDuration(options_.shutdown_flush_timeout),
+                         " for ", sink_->InFlight(), " events in flight to Kafka"));
+  }
+  while (sink_->InFlight() > 0 && absl::Now() < deadline) {
+    sink_->Poll(100);
+    [[maybe_unused]] absl::Status s = stream.SendStatus(received, tracker_.SafeLsn());
+  }
+  sink_->Poll(0);
+  if (sink_->InFlight() > 0) {
+    LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time; they are "
+                            "not confirmed and will be sent again on the next start"));
+  }
+  if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
+    LogWarning(absl::StrCat("final status update not sent: ", s.message()));
+  }
+  stream.Finish();
+  return SessionEnd::kStopped;
+}
+
+void Relay::MaybeLogProgress(absl::Time now, Lsn received) {
+  if (now - last_progress_log_ < options_.progress_interval) return;
+  const uint64_t delta = delivered_ - delivered_at_last_log_;
+  if (delta > 0 || tracker_.EventsInFlight() > 0) {
+    const double seconds = absl::ToDoubleSeconds(now - last_progress_log_);
+    LogInfo(absl::StrFormat("progress: %d events delivered (%.0f/s), %d in flight, received %s, "
+                            "confirmed %s",
+                            delivered_, delta / seconds, tracker_.EventsInFlight(),
+                            received.ToString(), tracker_.SafeLsn().ToString()));
+  }
+  delivered_at_last_log_ = delivered_;
+  last_progress_log_ = now;
+}
+
+}  // namespace outboxd::cdc

@@ -1,0 +1,115 @@
+// Relay: the stream thread. Reads the slot, decodes outbox inserts, hands them
+// to the sink, and confirms to PostgreSQL what the sink has acknowledged.
+//
+//   Relay relay(options, [&](EventSink::DeliveryCallback cb) { return MakeKafkaSink(cb); });
+//   std::thread stopper(...);  // or a signal handler calling relay.Stop()
+//   absl::Status result = relay.Run();   // returns after Stop() or a fatal error
+//
+// One thread does everything: it polls the replication socket, the sink's
+// wake-up fd and a stop pipe; delivery reports are served on it (through
+// EventSink::Poll), so the AckTracker needs no lock. When the sink is full the
+// loop stops reading the socket, TCP pushes back on the walsender, and memory
+// stays bounded.
+//
+// Failures and what happens:
+// - connection lost, PostgreSQL restarting: reconnect with capped exponential
+//   backoff, resuming after the last transaction received whole;
+// - the slot is active elsewhere: wait as a hot standby, retry every second;
+// - the sink gives up on an event (delivery failed): rewind — drop the
+//   producer, make a fresh one and restart replication from the confirmed
+//   position, so the event is read and sent again (never skipped);
+// - bytes that do not decode, a changed outbox table: return the error (exit
+//   non-zero); nothing past the last confirmed position was confirmed.
+//
+// Thread: Run() on one thread; Stop() from any thread or a signal handler.
+#ifndef OUTBOXD_CDC_RELAY_H_
+#define OUTBOXD_CDC_RELAY_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cdc/event_sink.h"
+#include "cdc/replication_stream.h"
+#include "cdc/setup.h"
+#include "checkpoint/ack_tracker.h"
+#include "decoder/outbox_decoder.h"
+#include "decoder/pgoutput.h"
+
+namespace outboxd::cdc {
+
+struct RelayOptions {
+  std::string conninfo;
+  OutboxConfig outbox;
+  std::string dead_letter_topic = "outbox.dead-letter";
+  std::string sink_description;  // For the start-up log line, e.g. "Kafka at host:9092".
+  absl::Duration status_interval = absl::Seconds(1);
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(5);
+  absl::Duration shutdown_flush_timeout = absl::Seconds(10);
+  absl::Duration progress_interval = absl::Seconds(10);
+};
+
+class Relay {
+ public:
+  Relay(RelayOptions options, EventSink::Factory sink_factory);
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // start: the slot's confirmed_flush_lsn as read at start-up.
+  absl::Status Run(Lsn start);
+  // Async-signal-safe.
+  void Stop();
+
+  // For tests and status: what has been confirmed so far.
+  Lsn ConfirmedLsn() const { return tracker_.SafeLsn(); }
+
+ private:
+  enum class SessionEnd { kStopped, kReconnect, kRewind };
+  struct PendingEvent {
+    decoder::DecodedEvent decoded;
+    uint64_t ticket = 0;
+  };
+
+  absl::Status MakeSink();
+  absl::StatusOr<SessionEnd> RunSession();
+  // Decodes one pgoutput message. Sets pending_ when the sink is full.
+  absl::Status HandleData(const StreamItem& item);
+  // Hands the pending event to the sink; false while the sink is full.
+  absl::StatusOr<bool> ProducePending();
+  SessionEnd Shutdown(ReplicationStream& stream, Lsn received);
+  void OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status& status);
+  void MaybeLogProgress(absl::Time now, Lsn received);
+  // Sleeps up to d; false if Stop() was called meanwhile.
+  bool WaitUnlessStopped(absl::Duration d);
+
+  RelayOptions options_;
+  EventSink::Factory sink_factory_;
+  std::unique_ptr<EventSink> sink_;
+  uint64_t sink_generation_ = 0;
+  absl::Status delivery_failure_;
+
+  checkpoint::AckTracker tracker_;
+  decoder::PgOutputParser parser_;
+  decoder::OutboxDecoder decoder_;
+  std::optional<PendingEvent> pending_;
+
+  std::atomic<bool> stop_{false};
+  int stop_pipe_[2] = {-1, -1};
+
+  // Progress, for the periodic log line.
+  uint64_t delivered_ = 0;
+  uint64_t delivered_at_last_log_ = 0;
+  absl::Time last_progress_log_ = absl::Now();
+  bool logged_start_ = false;
+};
+
+}  // namespace outboxd::cdc
+
+#endif  // OUTBOXD_CDC_RELAY_H_

@@ -1,0 +1,98 @@
+// ReplicationStream: one libpq replication connection streaming a logical slot.
+//
+//   auto stream = ReplicationStream::Connect({.conninfo = ..., .slot = "outboxd",
+//                                             .publication = "outboxd"});
+//   Lsn confirmed = (*stream)->slot_confirmed();
+//   absl::Status s = (*stream)->StartReplication(start, /*protocol_version=*/1);
+//   for (;;) {
+//     absl::StatusOr<StreamItem> item = (*stream)->Read();   // never blocks
+//     if (!item.ok()) -> connection lost: reconnect
+//     if (item->kind == StreamItem::kNone) -> poll() on socket(), then ConsumeInput()
+//   }
+//   (*stream)->SendStatus(received, flushed, /*reply_requested=*/false);
+//
+// The Streaming Replication Protocol: after START_REPLICATION the server sends
+// CopyData messages, XLogData ('w': start LSN, server WAL end, send time,
+// payload) and primary keepalives ('k': server WAL end, send time, reply
+// flag); the client sends standby status updates ('r': written, flushed,
+// applied, client time, reply flag). Only the flushed position moves the slot.
+//
+// Errors: a slot in use by another connection is kUnavailable with
+// IsSlotBusy() true from StartReplication() (a hot standby waits and retries); other failures are
+// kUnavailable (retry with backoff) or the setup errors of cdc/setup.h.
+//
+// Thread: owned by the stream thread; not thread-safe.
+#ifndef OUTBOXD_CDC_REPLICATION_STREAM_H_
+#define OUTBOXD_CDC_REPLICATION_STREAM_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "cdc/pg_connection.h"
+#include "outboxd/lsn.h"
+
+namespace outboxd::cdc {
+
+struct StreamOptions {
+  std::string conninfo;
+  std::string slot = "outboxd";
+  std::string publication = "outboxd";
+};
+
+struct StreamItem {
+  enum Kind { kNone, kData, kKeepalive };
+  Kind kind = kNone;
+  Lsn lsn;              // kData: WAL start of the message; kKeepalive: server WAL end.
+  bool reply_requested = false;
+  absl::Span<const uint8_t> payload;  // kData: one pgoutput message; valid until the next Read().
+};
+
+// True for the error StartReplication() returns when another connection holds the slot.
+bool IsSlotBusy(const absl::Status& status);
+
+class ReplicationStream {
+ public:
+  // Connects (replication=database), runs IDENTIFY_SYSTEM and reads the
+  // slot's confirmed position. NotFound if the slot does not exist.
+  static absl::StatusOr<std::unique_ptr<ReplicationStream>> Connect(const StreamOptions& options);
+
+  // START_REPLICATION. start 0/0 resumes at the slot's confirmed_flush_lsn; a
+  // later position skips transactions that committed at or before it.
+  absl::Status StartReplication(Lsn start, int protocol_version);
+
+  // The next message if one is buffered; kNone when the socket must be polled.
+  absl::StatusOr<StreamItem> Read();
+  // After poll() reported the socket readable.
+  absl::Status ConsumeInput();
+  int socket() const { return PQsocket(conn_.get()); }
+
+  // Standby status update. received: highest position seen; flushed: what is
+  // safe to forget (the slot's confirmed_flush_lsn follows it).
+  absl::Status SendStatus(Lsn received, Lsn flushed, bool reply_requested = false);
+
+  // Ends the copy cleanly (best effort) before the connection closes.
+  void Finish();
+
+  Lsn slot_confirmed() const { return slot_confirmed_; }
+  Lsn start_lsn() const { return start_; }
+  const std::string& server_version() const { return server_version_; }
+
+ private:
+  ReplicationStream(PgConn conn, StreamOptions options)
+      : conn_(std::move(conn)), options_(std::move(options)) {}
+
+  PgConn conn_;
+  StreamOptions options_;
+  Lsn slot_confirmed_;
+  PgBuffer buffer_;  // Backs the payload of the last item returned by Read().
+  Lsn start_;
+  std::string server_version_;
+};
+
+}  // namespace outboxd::cdc
+
+#endif  // OUTBOXD_CDC_REPLICATION_STREAM_H_

@@ -1,0 +1,229 @@
+#include "cdc/setup.h"
+
+#include <array>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cdc/pg_connection.h"
+
+namespace outboxd::cdc {
+namespace {
+
+std::string QualifiedTable(const OutboxConfig& config) {
+  return absl::StrCat(QuoteIdentifier(config.table.schema), ".", QuoteIdentifier(config.table.name));
+}
+
+// Types each column may have; the value goes into Kafka as PostgreSQL prints it.
+constexpr std::array<absl::string_view, 5> kTextTypes = {"text", "character varying", "character",
+                                                         "name", "uuid"};
+constexpr std::array<absl::string_view, 5> kPayloadTypes = {"jsonb", "json", "text",
+                                                            "character varying", "bytea"};
+constexpr std::array<absl::string_view, 2> kHeaderTypes = {"jsonb", "json"};
+
+template <size_t N>
+bool OneOf(absl::string_view type, const std::array<absl::string_view, N>& allowed) {
+  for (absl::string_view a : allowed) {
+    if (type == a) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status ValidateSlotName(absl::string_view slot) {
+  const bool ok = !slot.empty() && slot.size() <= 63 &&
+                  std::all_of(slot.begin(), slot.end(), [](char c) {
+                    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_';
+                  });
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--slot='", slot, "' is not a valid replication slot name; use lower-case letters, digits "
+      "and underscores, at most 63 characters (e.g. outboxd)"));
+}
+
+absl::Status CheckServer(PGconn* conn, const OutboxConfig& config) {
+  const int version = PQserverVersion(conn);
+  if (version < 100000) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "PostgreSQL server version ", version, " is too old; outboxd needs 10 or newer "
+        "(logical replication with pgoutput)"));
+  }
+  auto wal = Query(conn, "SELECT current_setting('wal_level')", {}, "reading wal_level");
+  if (!wal.ok()) return wal.status();
+  const std::string wal_level = Value(wal->get(), 0, 0).value_or("");
+  if (wal_level != "logical") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "wal_level is '", wal_level, "'; outboxd reads the WAL through logical decoding. Fix: set "
+        "wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and "
+        "restart PostgreSQL"));
+  }
+  auto role = Query(conn,
+                    "SELECT current_user, rolreplication OR rolsuper FROM pg_roles "
+                    "WHERE rolname = current_user",
+                    {}, "reading the role's privileges");
+  if (!role.ok()) return role.status();
+  if (Value(role->get(), 0, 1).value_or("f") != "t") {
+    const std::string user = Value(role->get(), 0, 0).value_or("?");
+    return absl::PermissionDeniedError(absl::StrCat(
+        "role \"", user, "\" may not stream changes: it has neither REPLICATION nor superuser. "
+        "Fix: as a superuser run ALTER ROLE ", QuoteIdentifier(user), " WITH REPLICATION;"));
+  }
+  return ValidateSlotName(config.slot);
+}
+
+absl::Status CheckTable(PGconn* conn, const OutboxConfig& config) {
+  const std::string table = config.table.QualifiedName();
+  auto columns = Query(conn,
+                       "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+                       "JOIN pg_class c ON c.oid = a.attrelid "
+                       "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') "
+                       "AND a.attnum > 0 AND NOT a.attisdropped",
+                       {config.table.schema, config.table.name}, "reading the outbox table");
+  if (!columns.ok()) return columns.status();
+  if (PQntuples(columns->get()) == 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "outbox table ", table, " does not exist. Fix: run `outboxd init --postgres=...` to "
+        "create it (with the publication and slot), or point --table at your outbox table"));
+  }
+  auto type_of = [&](absl::string_view name) -> std::optional<std::string> {
+    for (int i = 0; i < PQntuples(columns->get()); ++i) {
+      if (Value(columns->get(), i, 0) == name) return Value(columns->get(), i, 1);
+    }
+    return std::nullopt;
+  };
+  struct Rule {
+    const std::string& column;
+    const char* flag;
+    bool required;
+    const absl::string_view* allowed;
+    size_t allowed_count;
+  };
+  const Rule rules[] = {
+      {config.columns.id, "id_column", true, nullptr, 0},
+      {config.columns.aggregate_type, "aggregate_type_column", true, kTextTypes.data(), kTextTypes.size()},
+      {config.columns.aggregate_id, "aggregate_id_column", true, nullptr, 0},
+      {config.columns.event_type, "event_type_column", true, kTextTypes.data(), kTextTypes.size()},
+      {config.columns.payload, "payload_column", true, kPayloadTypes.data(), kPayloadTypes.size()},
+      {config.columns.headers, "headers_column", false, kHeaderTypes.data(), kHeaderTypes.size()},
+      {config.columns.topic, "topic_column", false, kTextTypes.data(), kTextTypes.size()},
+  };
+  for (const Rule& rule : rules) {
+    const std::optional<std::string> type = type_of(rule.column);
+    if (!type) {
+      if (!rule.required) continue;
+      return absl::FailedPreconditionError(absl::StrCat(
+          "outbox table ", table, " has no column '", rule.column, "'. Fix: add it (see the "
+          "table in README.md) or name the column that holds it with --", rule.flag));
+    }
+    if (rule.allowed == nullptr) continue;
+    bool ok = false;
+    for (size_t i = 0; i < rule.allowed_count; ++i) ok = ok || *type == rule.allowed[i];
+    if (!ok) {
+      std::vector<absl::string_view> allowed(rule.allowed, rule.allowed + rule.allowed_count);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "column '", rule.column, "' of ", table, " has type ", *type, ", which outboxd cannot "
+          "use there. Fix: ALTER TABLE ", table, " ALTER COLUMN ", QuoteIdentifier(rule.column),
+          " TYPE ", allowed.front(), " (allowed: ", absl::StrJoin(allowed, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
+  const decoder::OutboxColumns& c = config.columns;
+  const std::string sql = absl::StrCat(
+      "CREATE TABLE IF NOT EXISTS ", QualifiedTable(config), " (",
+      QuoteIdentifier(c.id), " bigserial PRIMARY KEY, ",
+      QuoteIdentifier(c.aggregate_type), " text NOT NULL, ",
+      QuoteIdentifier(c.aggregate_id), " text NOT NULL, ",
+      QuoteIdentifier(c.event_type), " text NOT NULL, ",
+      QuoteIdentifier(c.payload), " jsonb NOT NULL, ",
+      QuoteIdentifier(c.headers), " jsonb, ",
+      QuoteIdentifier(c.topic), " text, ",
+      "created_at timestamptz NOT NULL DEFAULT now())");
+  return Query(conn, sql, {}, absl::StrCat("creating table ", config.table.QualifiedName())).status();
+}
+
+absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
+  auto pub = Query(conn, "SELECT pubinsert FROM pg_publication WHERE pubname = $1",
+                   {config.publication}, "reading publications");
+  if (!pub.ok()) return pub.status();
+  const std::string table = config.table.QualifiedName();
+  if (PQntuples(pub->get()) == 0) {
+    const std::string sql =
+        absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication), " FOR TABLE ",
+                     QualifiedTable(config), " WITH (publish = 'insert')");
+    auto created = Query(conn, sql, {}, absl::StrCat("creating publication ", config.publication));
+    if (!created.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          created.status().message(), ". Fix: have the table owner or a superuser run: ", sql));
+    }
+    return absl::OkStatus();
+  }
+  if (Value(pub->get(), 0, 0) != "t") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "publication ", config.publication, " does not publish inserts. Fix: ALTER PUBLICATION ",
+        QuoteIdentifier(config.publication), " SET (publish = 'insert')"));
+  }
+  auto member = Query(conn,
+                      "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 "
+                      "AND schemaname = $2 AND tablename = $3",
+                      {config.publication, config.table.schema, config.table.name},
+                      "reading the publication's tables");
+  if (!member.ok()) return member.status();
+  if (PQntuples(member->get()) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "publication ", config.publication, " does not include ", table, ". Fix: ALTER PUBLICATION ",
+        QuoteIdentifier(config.publication), " ADD TABLE ", QualifiedTable(config),
+        "; or choose another --publication"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Lsn> SlotConfirmedLsn(PGconn* conn, absl::string_view slot) {
+  // A literal, not a parameter: this also runs on replication connections.
+  auto row = Query(conn,
+                   absl::StrCat("SELECT confirmed_flush_lsn FROM pg_replication_slots "
+                                "WHERE slot_name = ", QuoteLiteral(slot)),
+                   {}, "reading the replication slot");
+  if (!row.ok()) return row.status();
+  if (PQntuples(row->get()) == 0) {
+    return absl::NotFoundError(absl::StrCat("replication slot ", slot, " does not exist"));
+  }
+  const std::optional<std::string> text = Value(row->get(), 0, 0);
+  return text ? Lsn::Parse(*text) : Lsn();
+}
+
+absl::StatusOr<Lsn> EnsureSlot(PGconn* conn, const OutboxConfig& config) {
+  auto slot = Query(conn,
+                    "SELECT plugin, slot_type, database = current_database() "
+                    "FROM pg_replication_slots WHERE slot_name = $1",
+                    {config.slot}, "reading replication slots");
+  if (!slot.ok()) return slot.status();
+  if (PQntuples(slot->get()) == 0) {
+    auto created = Query(conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                         {config.slot}, absl::StrCat("creating replication slot ", config.slot));
+    auto confirmed = SlotConfirmedLsn(conn, config.slot);
+    // A second relay may have created it at the same moment: then it exists
+    // and the failure of our attempt does not matter.
+    if (!created.ok() && !confirmed.ok()) return created.status();
+    return confirmed;
+  }
+  if (Value(slot->get(), 0, 1) != "logical" || Value(slot->get(), 0, 0) != "pgoutput") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "replication slot ", config.slot, " exists but is not a logical pgoutput slot (plugin: ",
+        Value(slot->get(), 0, 0).value_or("none"), "). Fix: choose another --slot, or drop it "
+        "with SELECT pg_drop_replication_slot('", config.slot, "') if nothing else uses it"));
+  }
+  if (Value(slot->get(), 0, 2) != "t") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "replication slot ", config.slot, " belongs to another database. Fix: connect to that "
+        "database in --postgres, or choose another --slot"));
+  }
+  return SlotConfirmedLsn(conn, config.slot);
+}
+
+}  // namespace outboxd::cdc

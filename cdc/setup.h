@@ -1,0 +1,60 @@
+// Start-up checks and one-time setup on the PostgreSQL side.
+//
+//   OutboxConfig config{.table = ..., .publication = "outboxd", .slot = "outboxd"};
+//   absl::Status ok = CheckServer(conn, config);   // version, wal_level, REPLICATION
+//   ok = CheckTable(conn, config);                 // table, columns, column types
+//   ok = EnsurePublication(conn, config);          // creates it if missing
+//   absl::StatusOr<Lsn> confirmed = EnsureSlot(conn, config);
+//
+// Every failure names the problem and the fix ("wal_level is 'replica'; set
+// wal_level = logical in postgresql.conf and restart PostgreSQL"), so a user
+// can act on the one line outboxd prints before it exits.
+#ifndef OUTBOXD_CDC_SETUP_H_
+#define OUTBOXD_CDC_SETUP_H_
+
+#include <libpq-fe.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "decoder/outbox_decoder.h"
+#include "outboxd/lsn.h"
+
+namespace outboxd::cdc {
+
+struct OutboxConfig {
+  decoder::OutboxTable table;
+  decoder::OutboxColumns columns;
+  std::string publication = "outboxd";
+  std::string slot = "outboxd";
+};
+
+// Slot names are restricted by PostgreSQL to [a-z0-9_], at most 63 bytes.
+absl::Status ValidateSlotName(absl::string_view slot);
+
+// Server version (10+ for pgoutput), wal_level = logical, and a role that may
+// stream (REPLICATION or superuser).
+absl::Status CheckServer(PGconn* conn, const OutboxConfig& config);
+
+// The outbox table exists and has every required column with a usable type.
+absl::Status CheckTable(PGconn* conn, const OutboxConfig& config);
+
+// Creates the table with the configured column names if it is missing
+// (`outboxd init`); an existing table is left as it is.
+absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config);
+
+// Creates the publication (inserts of the outbox table only) if missing;
+// an existing one must publish inserts of the table.
+absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config);
+
+// Creates the logical slot (pgoutput) if missing; an existing one must use
+// pgoutput in this database. Returns the slot's confirmed_flush_lsn.
+absl::StatusOr<Lsn> EnsureSlot(PGconn* conn, const OutboxConfig& config);
+
+// The slot's confirmed_flush_lsn (works on a replication=database connection too).
+absl::StatusOr<Lsn> SlotConfirmedLsn(PGconn* conn, absl::string_view slot);
+
+}  // namespace outboxd::cdc
+
+#endif  // OUTBOXD_CDC_SETUP_H_

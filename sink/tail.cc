@@ -1,0 +1,187 @@
+#include "sink/tail.h"
+
+#include <unistd.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "librdkafka/rdkafka.h"
+#include "outboxd/v1/event.pb.h"
+
+namespace outboxd::sink {
+namespace {
+
+struct ConsumerDeleter {
+  void operator()(rd_kafka_t* rk) const {
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+  }
+};
+using Consumer = std::unique_ptr<rd_kafka_t, ConsumerDeleter>;
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
+
+google::protobuf::Value StringValue(absl::string_view s) {
+  google::protobuf::Value v;
+  v.set_string_value(std::string(s));
+  return v;
+}
+
+absl::StatusOr<Consumer> MakeConsumer(const TailOptions& options) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  const std::string group = absl::StrCat("outboxd-tail-", getpid());
+  const std::pair<const char*, std::string> settings[] = {
+      {"bootstrap.servers", options.brokers},
+      {"group.id", group},
+      {"enable.auto.commit", "false"},
+      {"auto.offset.reset", options.from_beginning ? "earliest" : "latest"},
+      {"enable.partition.eof", "false"},
+      {"topic.metadata.refresh.interval.ms", "2000"},
+      {"log_level", "3"},  // errors only: a tail is for reading events, not broker chatter
+  };
+  for (const auto& [key, value] : settings) {
+    if (rd_kafka_conf_set(conf, key, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return absl::InvalidArgumentError(absl::StrCat("Kafka consumer setting ", key, ": ", err));
+    }
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InvalidArgumentError(absl::StrCat("cannot create a Kafka consumer: ", err));
+  }
+  rd_kafka_poll_set_consumer(rk);
+  return Consumer(rk);
+}
+
+// A plain topic name: assign every partition, no group coordination needed.
+absl::Status AssignAllPartitions(rd_kafka_t* rk, const TailOptions& options, const std::atomic<bool>& stop) {
+  const absl::Time deadline =
+      options.timeout > absl::ZeroDuration() ? absl::Now() + options.timeout : absl::InfiniteFuture();
+  rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, options.topic.c_str(), nullptr);
+  while (!stop.load() && absl::Now() < deadline) {
+    const rd_kafka_metadata_t* metadata = nullptr;
+    if (rd_kafka_metadata(rk, 0, topic, &metadata, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const rd_kafka_metadata_topic_t& t = metadata->topics[0];
+      if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
+        PartitionList list(rd_kafka_topic_partition_list_new(t.partition_cnt));
+        for (int i = 0; i < t.partition_cnt; ++i) {
+          rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), t.partitions[i].id)->offset =
+              options.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+        }
+        rd_kafka_metadata_destroy(metadata);
+        rd_kafka_topic_destroy(topic);
+        const rd_kafka_resp_err_t e = rd_kafka_assign(rk, list.get());
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          return absl::UnavailableError(absl::StrCat("cannot read ", options.topic, ": ", rd_kafka_err2str(e)));
+        }
+        return absl::OkStatus();
+      }
+      rd_kafka_metadata_destroy(metadata);
+    }
+    usleep(200 * 1000);  // the topic may not exist yet; metadata is retried, not an error
+  }
+  rd_kafka_topic_destroy(topic);
+  return absl::DeadlineExceededError(absl::StrCat("topic ", options.topic, " did not appear in time"));
+}
+
+}  // namespace
+
+std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t offset,
+                         absl::string_view key, absl::string_view value,
+                         const std::vector<std::pair<std::string, std::string>>& headers) {
+  google::protobuf::Struct line;
+  auto& fields = *line.mutable_fields();
+  fields["topic"] = StringValue(topic);
+  fields["partition"].set_number_value(partition);
+  fields["offset"].set_number_value(static_cast<double>(offset));
+  fields["key"] = StringValue(key);
+  auto& header_fields = *fields["headers"].mutable_struct_value()->mutable_fields();
+  for (const auto& [k, v] : headers) header_fields[k] = StringValue(v);
+
+  v1::OutboxEvent event;
+  if (!event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    fields["error"] = StringValue("value is not an outboxd.v1.OutboxEvent");
+  } else {
+    google::protobuf::util::JsonPrintOptions print;
+    print.preserve_proto_field_names = true;
+    std::string payload = event.payload();
+    event.clear_payload();
+    std::string event_json;
+    google::protobuf::Value event_value;
+    if (google::protobuf::util::MessageToJsonString(event, &event_json, print).ok() &&
+        google::protobuf::util::JsonStringToMessage(event_json, &event_value).ok()) {
+      google::protobuf::Value payload_value;
+      // Payloads are JSON in the default table; show them as JSON, not as a string.
+      if (!google::protobuf::util::JsonStringToMessage(payload, &payload_value).ok()) {
+        payload_value = StringValue(payload);
+      }
+      (*event_value.mutable_struct_value()->mutable_fields())["payload"] = payload_value;
+      fields["event"] = event_value;
+    }
+  }
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(line, &out);
+  return out;
+}
+
+absl::Status Tail(const TailOptions& options, std::ostream& out, const std::atomic<bool>& stop) {
+  const bool regex = !options.topic.empty() && options.topic[0] == '^';
+  auto consumer = MakeConsumer(options);
+  if (!consumer.ok()) return consumer.status();
+  rd_kafka_t* rk = consumer->get();
+  if (regex) {
+    PartitionList list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, list.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot subscribe to ", options.topic, ": ", rd_kafka_err2str(e)));
+    }
+  } else if (absl::Status s = AssignAllPartitions(rk, options, stop); !s.ok()) {
+    return s;
+  }
+
+  const absl::Time deadline =
+      options.timeout > absl::ZeroDuration() ? absl::Now() + options.timeout : absl::InfiniteFuture();
+  int64_t printed = 0;
+  while (!stop.load() && (options.limit == 0 || printed < options.limit)) {
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("only ", printed, " of ", options.limit,
+                                                      " events arrived within ",
+                                                      absl::FormatDuration(options.timeout)));
+    }
+    std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk, 100));
+    if (m == nullptr) continue;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // transient: broker down, rebalancing
+    std::vector<std::pair<std::string, std::string>> headers;
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (rd_kafka_message_headers(m.get(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name;
+      const void* value;
+      size_t size;
+      for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+        headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
+      }
+    }
+    out << RecordToJson(rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                        absl::string_view(static_cast<const char*>(m->key), m->key_len),
+                        absl::string_view(static_cast<const char*>(m->payload), m->len), headers)
+        << std::endl;
+    ++printed;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace outboxd::sink

@@ -1,0 +1,47 @@
+// Tail: reads outbox events back from Kafka and prints them as JSON lines.
+//
+//   TailOptions options{.brokers = "127.0.0.1:9092", .topic = "outbox.event.order"};
+//   absl::Status s = Tail(options, std::cout, stop_flag);
+//
+// One line per record: {"topic", "partition", "offset", "key", "headers",
+// "event"}, where "event" is the outboxd.v1.OutboxEvent with its payload shown
+// as JSON when it is JSON (as a string otherwise). A topic starting with "^" is
+// a regular expression (a consumer group named outboxd-tail-<pid> tracks it);
+// a plain name is read without a group, from every partition.
+//
+// Thread: runs on the caller's thread until stop is set, --limit records were
+// printed, or the timeout passed (DeadlineExceeded).
+#ifndef OUTBOXD_SINK_TAIL_H_
+#define OUTBOXD_SINK_TAIL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace outboxd::sink {
+
+struct TailOptions {
+  std::string brokers;
+  std::string topic;
+  bool from_beginning = true;
+  int64_t limit = 0;                             // 0: no limit
+  absl::Duration timeout = absl::ZeroDuration();  // 0: no timeout
+};
+
+absl::Status Tail(const TailOptions& options, std::ostream& out, const std::atomic<bool>& stop);
+
+// One record as the JSON line Tail prints (exposed for tests).
+std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t offset,
+                         absl::string_view key, absl::string_view value,
+                         const std::vector<std::pair<std::string, std::string>>& headers);
+
+}  // namespace outboxd::sink
+
+#endif  // OUTBOXD_SINK_TAIL_H_
