@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15
+  docker-compose
 )
 
 missing=()

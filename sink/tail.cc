@@ -13,6 +13,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "librdkafka/rdkafka.h"
+#include "outboxd/json.h"
 #include "outboxd/v1/event.pb.h"
 
 namespace outboxd::sink {
@@ -32,12 +33,6 @@ struct PartitionListDeleter {
   void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
 };
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter>;
-
-google::protobuf::Value StringValue(absl::string_view s) {
-  google::protobuf::Value v;
-  v.set_string_value(std::string(s));
-  return v;
-}
 
 absl::StatusOr<Consumer> MakeConsumer(const TailOptions& options) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -103,38 +98,44 @@ absl::Status AssignAllPartitions(rd_kafka_t* rk, const TailOptions& options, con
 std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t offset,
                          absl::string_view key, absl::string_view value,
                          const std::vector<std::pair<std::string, std::string>>& headers) {
-  google::protobuf::Struct line;
-  auto& fields = *line.mutable_fields();
-  fields["topic"] = StringValue(topic);
-  fields["partition"].set_number_value(partition);
-  fields["offset"].set_number_value(static_cast<double>(offset));
-  fields["key"] = StringValue(key);
-  auto& header_fields = *fields["headers"].mutable_struct_value()->mutable_fields();
-  for (const auto& [k, v] : headers) header_fields[k] = StringValue(v);
+  // Composed by hand so keys keep a fixed, readable order.
+  std::string out = "{\"topic\":";
+  AppendJsonString(out, topic);
+  absl::StrAppend(&out, ",\"partition\":", partition, ",\"offset\":", offset, ",\"key\":");
+  AppendJsonString(out, key);
+  out += ",\"headers\":{";
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (i > 0) out += ",";
+    AppendJsonString(out, headers[i].first);
+    out += ":";
+    AppendJsonString(out, headers[i].second);
+  }
+  out += "}";
 
   v1::OutboxEvent event;
   if (!event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-    fields["error"] = StringValue("value is not an outboxd.v1.OutboxEvent");
-  } else {
-    google::protobuf::util::JsonPrintOptions print;
-    print.preserve_proto_field_names = true;
-    std::string payload = event.payload();
-    event.clear_payload();
-    std::string event_json;
-    google::protobuf::Value event_value;
-    if (google::protobuf::util::MessageToJsonString(event, &event_json, print).ok() &&
-        google::protobuf::util::JsonStringToMessage(event_json, &event_value).ok()) {
-      google::protobuf::Value payload_value;
-      // Payloads are JSON in the default table; show them as JSON, not as a string.
-      if (!google::protobuf::util::JsonStringToMessage(payload, &payload_value).ok()) {
-        payload_value = StringValue(payload);
-      }
-      (*event_value.mutable_struct_value()->mutable_fields())["payload"] = payload_value;
-      fields["event"] = event_value;
-    }
+    out += ",\"error\":\"value is not an outboxd.v1.OutboxEvent\"}";
+    return out;
   }
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(line, &out);
+  std::string payload = event.payload();
+  event.clear_payload();
+  google::protobuf::util::JsonPrintOptions print;
+  print.preserve_proto_field_names = true;
+  std::string event_json;
+  if (!google::protobuf::util::MessageToJsonString(event, &event_json, print).ok()) event_json = "{}";
+  absl::StrAppend(&out, ",\"event\":", event_json, ",\"payload\":");
+  // A JSON payload is shown as JSON, byte for byte as PostgreSQL printed it;
+  // newlines (whitespace between tokens in valid JSON) would break the line.
+  google::protobuf::Value parsed;
+  if (google::protobuf::util::JsonStringToMessage(payload, &parsed).ok()) {
+    for (char& c : payload) {
+      if (c == '\n' || c == '\r') c = ' ';
+    }
+    out += payload;
+  } else {
+    AppendJsonString(out, payload);
+  }
+  out += "}";
   return out;
 }
 

@@ -4,8 +4,9 @@
 //   absl::Status s = Tail(options, std::cout, stop_flag);
 //
 // One line per record: {"topic", "partition", "offset", "key", "headers",
-// "event"}, where "event" is the outboxd.v1.OutboxEvent with its payload shown
-// as JSON when it is JSON (as a string otherwise). A topic starting with "^" is
+// "event", "payload"}, where "event" is the outboxd.v1.OutboxEvent (protobuf's
+// JSON mapping, payload left out) and "payload" the payload as it was written:
+// JSON when it is JSON, a string otherwise. A topic starting with "^" is
 // a regular expression (a consumer group named outboxd-tail-<pid> tracks it);
 // a plain name is read without a group, from every partition.
 //

@@ -1,0 +1,65 @@
+# Sourced by scripts that need a throwaway PostgreSQL (demo, fixture capture, bench).
+#
+#   source scripts/lib/throwaway-pg.sh
+#   pg_start "$tmpdir" [extra postgres -c settings...]   # sets PG_PORT, PG_HOST, PG_CONNINFO
+#   pg_psql -c 'SELECT 1'
+#   pg_stop                                              # also safe in an EXIT trap
+#
+# initdb into "$tmpdir/data" with wal_level=logical on 127.0.0.1 and a free
+# port. PostgreSQL refuses to run as root, so as root it runs as the postgres
+# user (the directory is handed to that user).
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+if [[ $(id -u) -eq 0 ]]; then
+  PG_AS=(runuser -u postgres --)
+  PG_SUPERUSER=postgres
+else
+  PG_AS=()
+  PG_SUPERUSER=$(id -un)
+fi
+
+# A port nothing listens on: connecting to it is refused.
+pg_free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "no free TCP port found" >&2
+  return 1
+}
+
+pg_start() {
+  PG_DIR=$1
+  shift
+  PGDATA_DIR="$PG_DIR/data"
+  [[ ${#PG_AS[@]} -gt 0 ]] && chown "$PG_SUPERUSER" "$PG_DIR"
+  PG_PORT=$(pg_free_port)
+  PG_HOST=127.0.0.1
+  "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PGDATA_DIR" -U "$PG_SUPERUSER" --auth=trust \
+    --encoding=UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 ||
+    { cat "$PG_DIR/initdb.log" >&2; return 1; }
+  local opts="-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"
+  opts+=" -c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR"
+  opts+=" -c timezone=UTC"
+  for setting in "$@"; do opts+=" -c $setting"; done
+  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -l "$PG_DIR/server.log" -o "$opts" start \
+    >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
+  PG_CONNINFO="host=$PG_HOST port=$PG_PORT user=$PG_SUPERUSER dbname=postgres"
+}
+
+pg_psql() {
+  "${PG_AS[@]}" "$PG_BIN/psql" -X -q -h "$PG_DIR" -p "$PG_PORT" -U "$PG_SUPERUSER" -d postgres \
+    -v ON_ERROR_STOP=1 "$@"
+}
+
+pg_stop() {
+  if [[ -n "${PGDATA_DIR:-}" && -f "$PGDATA_DIR/postmaster.pid" ]]; then
+    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1 ||
+      "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+}
