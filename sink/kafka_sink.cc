@@ -1,0 +1,623 @@
+#include "sink/kafka_sink.h"
+
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "outboxd/log.h"
+
+namespace outboxd::sink {
+namespace {
+
+// The opaque pointer of each message carries its ticket by value, so no
+// per-message heap state exists that could leak when the sink is destroyed
+// with records in flight.
+static_assert(sizeof(void*) >= sizeof(Ticket), "a ticket must fit in librdkafka's msg_opaque");
+
+constexpr char kReasonHeader[] = "outboxd.dead_letter.reason";
+constexpr char kOriginalTopicHeader[] = "outboxd.dead_letter.original_topic";
+
+// Kafka's own limit (kafka.common.internals.Topic.MAX_NAME_LENGTH).
+constexpr size_t kMaxTopicNameLength = 249;
+
+void* TicketToOpaque(Ticket ticket) {
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(ticket));
+}
+Ticket OpaqueToTicket(void* opaque) {
+  return static_cast<Ticket>(reinterpret_cast<uintptr_t>(opaque));
+}
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+struct HeadersDeleter {
+  void operator()(rd_kafka_headers_t* headers) const { rd_kafka_headers_destroy(headers); }
+};
+using HeadersPtr = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
+
+// Owns one file descriptor. Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+// Owns the producer handle. Move-only. Destroying it does not flush: the
+// owner of the sink decided to drop what is in flight, and PostgreSQL will
+// hand those events out again because they were never confirmed.
+class ProducerHandle {
+ public:
+  ProducerHandle() = default;
+  explicit ProducerHandle(rd_kafka_t* rk) : rk_(rk) {}
+  ProducerHandle(const ProducerHandle&) = delete;
+  ProducerHandle& operator=(const ProducerHandle&) = delete;
+  ProducerHandle(ProducerHandle&& other) noexcept : rk_(std::exchange(other.rk_, nullptr)) {}
+  ProducerHandle& operator=(ProducerHandle&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      rk_ = std::exchange(other.rk_, nullptr);
+    }
+    return *this;
+  }
+  ~ProducerHandle() { Reset(); }
+
+  rd_kafka_t* get() const { return rk_; }
+  void Reset() {
+    if (rk_ != nullptr) rd_kafka_destroy(rk_);
+    rk_ = nullptr;
+  }
+
+ private:
+  rd_kafka_t* rk_ = nullptr;
+};
+
+std::string QuoteTopic(absl::string_view topic) {
+  return absl::StrCat("\"", absl::CHexEscape(topic), "\"");
+}
+
+bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsSizeError(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+         err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+// A record headed for the dead-letter topic that could not be queued yet
+// (the producer queue was full inside a delivery callback, where we cannot
+// wait). Kept by the sink and queued again from Poll() and Flush().
+struct DeadLetter {
+  Ticket ticket = 0;
+  std::string key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// The librdkafka implementation of KafkaSink.
+//
+// Thread: the owning thread calls every public method; the delivery report
+// callback runs on that thread inside rd_kafka_poll()/rd_kafka_flush(). The
+// error callback also runs from rd_kafka_poll(), but the log callback runs on
+// librdkafka's internal threads, so whatever the callbacks share with other
+// threads (brokers_reachable_) is atomic.
+class RdKafkaSink final : public KafkaSink {
+ public:
+  static absl::StatusOr<std::unique_ptr<KafkaSink>> Create(const SinkConfig& config,
+                                                           DeliveryCallback on_delivery);
+
+  RdKafkaSink(const RdKafkaSink&) = delete;
+  RdKafkaSink& operator=(const RdKafkaSink&) = delete;
+
+  ~RdKafkaSink() override {
+    if (const int in_flight = InFlight(); producer_.get() != nullptr && in_flight > 0) {
+      LogInfo(absl::StrCat("closing the Kafka producer with ", in_flight,
+                           " records unconfirmed; PostgreSQL sends them again on restart"));
+    }
+    // The handle goes first: after rd_kafka_destroy() returns no callback can
+    // reach this object, and librdkafka no longer writes to the wakeup pipe.
+    producer_.Reset();
+  }
+
+  absl::Status Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
+                       Ticket ticket) override;
+  void Poll(int timeout_ms) override;
+  int wakeup_fd() const override { return wakeup_read_.get(); }
+  absl::Status Flush(absl::Duration timeout) override;
+  int InFlight() const override {
+    return records_in_flight_ + static_cast<int>(pending_dead_letters_.size());
+  }
+  bool BrokersReachable() const override {
+    return brokers_reachable_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  RdKafkaSink(const SinkConfig& config, DeliveryCallback on_delivery)
+      : config_(config), on_delivery_(std::move(on_delivery)) {}
+
+  absl::Status Init();
+
+  // Queues one record. Returns librdkafka's immediate error; nothing is
+  // queued unless it is NO_ERROR.
+  rd_kafka_resp_err_t ProduceRecord(absl::string_view topic, absl::string_view key,
+                                    absl::string_view value,
+                                    const std::vector<std::pair<std::string, std::string>>& headers,
+                                    Ticket ticket);
+
+  // Sends a dead letter; on a full queue keeps it for later, on any other
+  // immediate error fails its ticket.
+  void SendDeadLetter(DeadLetter letter);
+  // Queues what SendDeadLetter() had to keep, in order, until the queue fills.
+  void RetryPendingDeadLetters();
+  // Reads whatever librdkafka wrote to the wakeup pipe, so poll() on it blocks
+  // again until the next report.
+  void DrainWakeupPipe();
+
+  void OnDelivery(const rd_kafka_message_t& message);
+  void OnError(rd_kafka_t* rk, int err, const char* reason);
+
+  static void DeliveryReportCallback(rd_kafka_t* rk, const rd_kafka_message_t* message,
+                                     void* opaque);
+  static void ErrorCallback(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+  static void LogCallback(const rd_kafka_t* rk, int level, const char* facility, const char* buf);
+
+  const SinkConfig config_;
+  const DeliveryCallback on_delivery_;
+  int64_t message_max_bytes_ = 0;
+  std::deque<DeadLetter> pending_dead_letters_;
+  // Records librdkafka accepted and has not reported yet. Counted here rather
+  // than with rd_kafka_outq_len(), which also counts queued error events and
+  // so overstates what is in flight while brokers are down.
+  int records_in_flight_ = 0;
+  std::atomic<bool> brokers_reachable_{true};
+  UniqueFd wakeup_read_;
+  UniqueFd wakeup_write_;
+  // Last member: destroyed first (see the destructor).
+  ProducerHandle producer_;
+};
+
+absl::StatusOr<std::unique_ptr<KafkaSink>> RdKafkaSink::Create(const SinkConfig& config,
+                                                               DeliveryCallback on_delivery) {
+  if (config.brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "no Kafka brokers given: pass --brokers=HOST:PORT[,...] or set OUTBOXD_BROKERS");
+  }
+  if (!on_delivery) return absl::InvalidArgumentError("KafkaSink needs a delivery callback");
+  if (absl::Status st = ValidateTopicName(config.dead_letter_topic); !st.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the dead-letter topic is unusable: ", st.message()));
+  }
+  // Not make_unique: the constructor is private to force Create().
+  std::unique_ptr<RdKafkaSink> sink(new RdKafkaSink(config, std::move(on_delivery)));
+  if (absl::Status st = sink->Init(); !st.ok()) return st;
+  return std::unique_ptr<KafkaSink>(std::move(sink));
+}
+
+absl::Status RdKafkaSink::Init() {
+  ConfPtr conf(rd_kafka_conf_new());
+  std::vector<std::pair<std::string, std::string>> properties = {
+      {"bootstrap.servers", config_.brokers},
+      // Retries inside librdkafka never reorder or duplicate a partition.
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"linger.ms", absl::StrCat(config_.linger_ms)},
+      // The Java client's partitioner, so a key lands on the partition that
+      // Java and Debezium producers would pick for it.
+      {"partitioner", "murmur2_random"},
+      // Bounded memory: a huge transaction waits on the queue, not in RAM.
+      {"queue.buffering.max.messages", "100000"},
+      {"queue.buffering.max.kbytes", "65536"},
+      // A broker's default limit, so a ~1 MB payload fits.
+      {"message.max.bytes", "1048588"},
+      {"client.id", "outboxd"},
+  };
+  properties.insert(properties.end(), config_.kafka_properties.begin(),
+                    config_.kafka_properties.end());
+  std::array<char, 512> errstr{};
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr.data(),
+                          errstr.size()) != RD_KAFKA_CONF_OK) {
+      // The value is left out on purpose: it may be a password.
+      return absl::InvalidArgumentError(
+          absl::StrCat("Kafka property ", name, ": ", errstr.data()));
+    }
+  }
+  std::array<char, 64> max_bytes{};
+  size_t max_bytes_size = max_bytes.size();
+  if (rd_kafka_conf_get(conf.get(), "message.max.bytes", max_bytes.data(), &max_bytes_size) ==
+      RD_KAFKA_CONF_OK) {
+    message_max_bytes_ = std::strtoll(max_bytes.data(), nullptr, 10);
+  }
+
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &RdKafkaSink::DeliveryReportCallback);
+  rd_kafka_conf_set_error_cb(conf.get(), &RdKafkaSink::ErrorCallback);
+  rd_kafka_conf_set_log_cb(conf.get(), &RdKafkaSink::LogCallback);
+
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  wakeup_read_ = UniqueFd(fds[0]);
+  wakeup_write_ = UniqueFd(fds[1]);
+
+  rd_kafka_t* rk =
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size());
+  if (rk == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create the Kafka producer: ", errstr.data()));
+  }
+  conf.release();  // rd_kafka_new() owns it now.
+  producer_ = ProducerHandle(rk);
+
+  // librdkafka writes to the pipe only when an event lands on an EMPTY main
+  // queue; Poll(0) therefore always empties the queue after draining the pipe.
+  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk);
+  rd_kafka_queue_io_event_enable(main_queue, wakeup_write_.get(), "1", 1);
+  rd_kafka_queue_destroy(main_queue);
+  return absl::OkStatus();
+}
+
+absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
+                                  Ticket ticket) {
+  RetryPendingDeadLetters();
+  const std::string topic = topic_override.empty()
+                                ? absl::StrCat(config_.topic_prefix, event.aggregate_type())
+                                : std::string(topic_override);
+  const std::string value = event.SerializeAsString();
+  std::vector<std::pair<std::string, std::string>> headers;
+  headers.reserve(event.headers_size() + 4);
+  headers.emplace_back("id", event.id());
+  headers.emplace_back("event_type", event.event_type());
+  // A protobuf map iterates in an unspecified order; sort so a redelivered
+  // event carries byte-identical headers.
+  std::vector<std::pair<std::string, std::string>> user_headers(event.headers().begin(),
+                                                                event.headers().end());
+  std::sort(user_headers.begin(), user_headers.end());
+  headers.insert(headers.end(), user_headers.begin(), user_headers.end());
+
+  if (absl::Status valid = ValidateTopicName(topic); !valid.ok()) {
+    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
+                            config_.dead_letter_topic, ": ", valid.message()));
+    headers.emplace_back(kReasonHeader, std::string(valid.message()));
+    headers.emplace_back(kOriginalTopicHeader, topic);
+    rd_kafka_resp_err_t err =
+        ProduceRecord(config_.dead_letter_topic, event.aggregate_id(), value, headers, ticket);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      return absl::ResourceExhaustedError("Kafka producer queue is full");
+    }
+    return absl::UnavailableError(absl::StrCat("cannot queue event ", event.id(),
+                                               " for dead-letter topic ", config_.dead_letter_topic,
+                                               ": ", rd_kafka_err2str(err)));
+  }
+
+  rd_kafka_resp_err_t err = ProduceRecord(topic, event.aggregate_id(), value, headers, ticket);
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+      return absl::OkStatus();
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+      return absl::ResourceExhaustedError("Kafka producer queue is full");
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: {
+      size_t record_bytes = value.size() + event.aggregate_id().size();
+      for (const auto& [name, header_value] : headers) {
+        record_bytes += name.size() + header_value.size();
+      }
+      std::string reason = absl::StrCat(
+          "record of ", record_bytes, " bytes exceeds message.max.bytes=", message_max_bytes_,
+          "; raise it on the broker and in --kafka_property=message.max.bytes=...");
+      LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
+                              config_.dead_letter_topic, " without its payload: ", reason));
+      v1::OutboxEvent stripped = event;
+      stripped.clear_payload();
+      headers.emplace_back(kReasonHeader, reason);
+      headers.emplace_back(kOriginalTopicHeader, topic);
+      rd_kafka_resp_err_t dlq_err = ProduceRecord(
+          config_.dead_letter_topic, event.aggregate_id(), stripped.SerializeAsString(), headers,
+          ticket);
+      if (dlq_err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+      if (dlq_err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        return absl::ResourceExhaustedError("Kafka producer queue is full");
+      }
+      return absl::UnavailableError(absl::StrCat(
+          "cannot queue event ", event.id(), " for dead-letter topic ", config_.dead_letter_topic,
+          " after ", reason, ": ", rd_kafka_err2str(dlq_err)));
+    }
+    default:
+      return absl::UnavailableError(absl::StrCat("cannot queue event ", event.id(), " for topic ",
+                                                 topic, ": ", rd_kafka_err2name(err), ": ",
+                                                 rd_kafka_err2str(err)));
+  }
+}
+
+rd_kafka_resp_err_t RdKafkaSink::ProduceRecord(
+    absl::string_view topic, absl::string_view key, absl::string_view value,
+    const std::vector<std::pair<std::string, std::string>>& headers, Ticket ticket) {
+  HeadersPtr hdrs(rd_kafka_headers_new(headers.size()));
+  for (const auto& [name, header_value] : headers) {
+    rd_kafka_header_add(hdrs.get(), name.data(), static_cast<ssize_t>(name.size()),
+                        header_value.data(), static_cast<ssize_t>(header_value.size()));
+  }
+  const std::string topic_name(topic);
+  // Casts: librdkafka's varargs take non-const pointers, but with
+  // RD_KAFKA_MSG_F_COPY it copies and never writes through them.
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      producer_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_HEADERS(hdrs.get()),
+      RD_KAFKA_V_OPAQUE(TicketToOpaque(ticket)), RD_KAFKA_V_END);
+  // On success librdkafka owns the headers; on failure they are still ours.
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    hdrs.release();
+    ++records_in_flight_;
+  }
+  return err;
+}
+
+void RdKafkaSink::SendDeadLetter(DeadLetter letter) {
+  if (!pending_dead_letters_.empty()) {
+    // Keep dead letters in the order they failed.
+    pending_dead_letters_.push_back(std::move(letter));
+    return;
+  }
+  rd_kafka_resp_err_t err = ProduceRecord(config_.dead_letter_topic, letter.key, letter.value,
+                                          letter.headers, letter.ticket);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    pending_dead_letters_.push_back(std::move(letter));
+    return;
+  }
+  on_delivery_(letter.ticket,
+               absl::UnavailableError(absl::StrCat(
+                   "cannot queue a record for dead-letter topic ", config_.dead_letter_topic, ": ",
+                   rd_kafka_err2name(err), ": ", rd_kafka_err2str(err))));
+}
+
+void RdKafkaSink::RetryPendingDeadLetters() {
+  while (!pending_dead_letters_.empty()) {
+    DeadLetter& letter = pending_dead_letters_.front();
+    rd_kafka_resp_err_t err = ProduceRecord(config_.dead_letter_topic, letter.key, letter.value,
+                                            letter.headers, letter.ticket);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      on_delivery_(letter.ticket,
+                   absl::UnavailableError(absl::StrCat(
+                       "cannot queue a record for dead-letter topic ", config_.dead_letter_topic,
+                       ": ", rd_kafka_err2name(err), ": ", rd_kafka_err2str(err))));
+    }
+    pending_dead_letters_.pop_front();
+  }
+}
+
+void RdKafkaSink::DrainWakeupPipe() {
+  std::array<char, 256> buf;
+  while (read(wakeup_read_.get(), buf.data(), buf.size()) > 0) {
+  }
+}
+
+void RdKafkaSink::Poll(int timeout_ms) {
+  if (timeout_ms > 0) {
+    rd_kafka_poll(producer_.get(), timeout_ms);
+  }
+  DrainWakeupPipe();
+  while (rd_kafka_poll(producer_.get(), 0) > 0) {
+  }
+  RetryPendingDeadLetters();
+}
+
+absl::Status RdKafkaSink::Flush(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    RetryPendingDeadLetters();
+    const absl::Duration left = deadline - absl::Now();
+    // Short slices while dead letters wait for room, so they are queued as
+    // soon as the queue drains; otherwise one flush for the whole time.
+    absl::Duration slice = left;
+    if (!pending_dead_letters_.empty()) slice = std::min(slice, absl::Milliseconds(50));
+    rd_kafka_flush(producer_.get(),
+                   static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(slice))));
+    if (InFlight() == 0) return absl::OkStatus();
+    if (absl::Now() >= deadline) break;
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      InFlight(), " Kafka records still in flight after waiting ", absl::FormatDuration(timeout)));
+}
+
+// Not rd_kafka_message_errstr(): it "MUST NOT be used with the producer" —
+// on a delivery report it returns the record's value as if it were a C
+// string (read past the end) or treats our msg_opaque as an internal op.
+std::string DeliveryError(const rd_kafka_message_t& message) {
+  return absl::StrCat(rd_kafka_err2name(message.err), ": ", rd_kafka_err2str(message.err));
+}
+
+void RdKafkaSink::OnDelivery(const rd_kafka_message_t& message) {
+  --records_in_flight_;
+  const Ticket ticket = OpaqueToTicket(message._private);
+  const rd_kafka_resp_err_t err = message.err;
+  const char* topic_name = rd_kafka_topic_name(message.rkt);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (!brokers_reachable_.exchange(true)) LogInfo("Kafka reachable again");
+    on_delivery_(ticket, absl::OkStatus());
+    return;
+  }
+  const bool is_dead_letter = config_.dead_letter_topic == topic_name;
+  if (!IsPermanentRecordError(err) || is_dead_letter) {
+    on_delivery_(ticket, absl::UnavailableError(absl::StrCat(
+                             "Kafka gave up on a record for topic ", topic_name, ": ",
+                             DeliveryError(message))));
+    return;
+  }
+
+  // Kafka will never take this record; park it in the dead-letter topic so
+  // the events behind it can be confirmed.
+  DeadLetter letter;
+  letter.ticket = ticket;
+  if (message.key != nullptr) {
+    letter.key.assign(static_cast<const char*>(message.key), message.key_len);
+  }
+  std::string reason;
+  if (IsSizeError(err)) {
+    v1::OutboxEvent stripped;
+    if (message.payload != nullptr &&
+        stripped.ParseFromArray(message.payload, static_cast<int>(message.len))) {
+      stripped.clear_payload();
+      letter.value = stripped.SerializeAsString();
+    }
+    reason = absl::StrCat("record of ", message.len,
+                          " bytes exceeds the broker's limit (client message.max.bytes=",
+                          message_max_bytes_,
+                          "); raise message.max.bytes on the broker and in "
+                          "--kafka_property=message.max.bytes=...");
+  } else {
+    if (message.payload != nullptr) {
+      letter.value.assign(static_cast<const char*>(message.payload), message.len);
+    }
+    reason = absl::StrCat("Kafka rejected the record: ", DeliveryError(message));
+  }
+  rd_kafka_headers_t* original_headers = nullptr;  // owned by the message
+  if (rd_kafka_message_headers(&message, &original_headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(original_headers, i, &name, &value, &size) ==
+         RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      letter.headers.emplace_back(
+          name, value == nullptr ? std::string() : std::string(static_cast<const char*>(value), size));
+    }
+  }
+  LogWarning(absl::StrCat("record for topic ", topic_name, " goes to dead-letter topic ",
+                          config_.dead_letter_topic, ": ", reason));
+  letter.headers.emplace_back(kReasonHeader, std::move(reason));
+  letter.headers.emplace_back(kOriginalTopicHeader, topic_name);
+  SendDeadLetter(std::move(letter));
+}
+
+void RdKafkaSink::OnError(rd_kafka_t* rk, int err, const char* reason) {
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    if (brokers_reachable_.exchange(false)) {
+      LogWarning(absl::StrCat("all Kafka brokers are down (", reason,
+                              "); events are kept and retried, nothing past them is confirmed"));
+    }
+    return;
+  }
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    std::array<char, 512> fatal{};
+    rd_kafka_resp_err_t fatal_err = rd_kafka_fatal_error(rk, fatal.data(), fatal.size());
+    LogError(absl::StrCat("fatal Kafka producer error ", rd_kafka_err2name(fatal_err), ": ",
+                          fatal.data(),
+                          "; every record in flight fails and nothing past them is confirmed"));
+    return;
+  }
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  // librdkafka already logged these connection failures through the log
+  // callback (facility FAIL); a second line per failure is noise.
+  const LogLevel level =
+      code == RD_KAFKA_RESP_ERR__TRANSPORT || code == RD_KAFKA_RESP_ERR__RESOLVE
+          ? LogLevel::kDebug
+          : LogLevel::kWarning;
+  Log(level, absl::StrCat("kafka: ", rd_kafka_err2name(code), ": ", reason));
+}
+
+void RdKafkaSink::DeliveryReportCallback(rd_kafka_t* rk, const rd_kafka_message_t* message,
+                                         void* opaque) {
+  static_cast<RdKafkaSink*>(opaque)->OnDelivery(*message);
+}
+
+void RdKafkaSink::ErrorCallback(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  static_cast<RdKafkaSink*>(opaque)->OnError(rk, err, reason);
+}
+
+void RdKafkaSink::LogCallback(const rd_kafka_t* rk, int level, const char* facility,
+                              const char* buf) {
+  // syslog levels: 0..3 are emergencies to errors, 4 warnings; the rest is
+  // librdkafka's chatter.
+  if (level <= 3) {
+    LogError(absl::StrCat("kafka: ", facility, ": ", buf));
+  } else if (level == 4) {
+    LogWarning(absl::StrCat("kafka: ", facility, ": ", buf));
+  }
+}
+
+}  // namespace
+
+absl::Status ValidateTopicName(absl::string_view topic) {
+  if (topic.empty()) {
+    return absl::InvalidArgumentError("topic name \"\" is empty; Kafka needs at least 1 character");
+  }
+  if (topic == "." || topic == "..") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("topic name ", QuoteTopic(topic), " is reserved; Kafka rejects \".\" and \"..\""));
+  }
+  if (topic.size() > kMaxTopicNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("topic name ", QuoteTopic(topic), " is ",
+                                                   topic.size(),
+                                                   " characters long; Kafka allows at most ",
+                                                   kMaxTopicNameLength));
+  }
+  for (size_t i = 0; i < topic.size(); ++i) {
+    const char c = topic[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "topic name ", QuoteTopic(topic), " has '", absl::CHexEscape(absl::string_view(&c, 1)),
+          "' at position ", i, "; Kafka allows only ASCII letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<KafkaSink>> KafkaSink::Create(const SinkConfig& config,
+                                                             DeliveryCallback on_delivery) {
+  return RdKafkaSink::Create(config, std::move(on_delivery));
+}
+
+}  // namespace outboxd::sink

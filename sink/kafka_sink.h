@@ -79,7 +79,8 @@ class KafkaSink {
   // Records queued or in flight, not yet reported.
   virtual int InFlight() const = 0;
 
-  // Human-readable state of the broker connection, for logs ("up", "down: ...").
+  // False once librdkafka reported every broker down; true again after the
+  // next successful delivery (and before the first failure).
   virtual bool BrokersReachable() const = 0;
 };
 
