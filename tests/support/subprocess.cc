@@ -1,0 +1,154 @@
+#include "tests/support/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "tests/support/wait.h"
+
+extern char** environ;
+
+namespace outboxd::test {
+namespace {
+
+absl::Status ErrnoError(absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// An empty temp file for one output stream; returns its path and an fd open for writing.
+absl::StatusOr<std::pair<std::string, int>> MakeOutputFile(absl::string_view stream) {
+  std::string path = absl::StrCat("/tmp/outboxd-", stream, "-XXXXXX");
+  int fd = mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0) return ErrnoError("mkostemp");
+  return std::make_pair(path, fd);
+}
+
+std::string ResolveInPath(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(path ? path : "/usr/bin:/bin", ':')) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return name;  // execve fails with ENOENT, reported through the exit code 127
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+}  // namespace
+
+std::string BinaryPath(absl::string_view name) { return absl::StrCat(OUTBOXD_BIN_DIR, "/", name); }
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
+    std::vector<std::string> argv, std::vector<std::pair<std::string, std::string>> extra_env) {
+  if (argv.empty()) return absl::InvalidArgumentError("Subprocess::Start: empty argv");
+
+  // Everything the child needs is built before fork: between fork and exec in a multi-threaded
+  // process (librdkafka has threads) only async-signal-safe calls are allowed, so no malloc.
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(*entry, absl::MaxSplits('=', 1));
+    env.insert(std::move(kv));
+  }
+  for (auto& [name, value] : extra_env) env[name] = value;
+  std::vector<std::string> env_strings;
+  for (const auto& [name, value] : env) env_strings.push_back(absl::StrCat(name, "=", value));
+  std::vector<char*> envp;
+  for (std::string& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  const std::string program = ResolveInPath(argv[0]);
+  std::vector<char*> args;
+  for (std::string& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
+
+  absl::StatusOr<std::pair<std::string, int>> out = MakeOutputFile("stdout");
+  if (!out.ok()) return out.status();
+  absl::StatusOr<std::pair<std::string, int>> err = MakeOutputFile("stderr");
+  if (!err.ok()) {
+    close(out->second);
+    unlink(out->first.c_str());
+    return err.status();
+  }
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // dup2 clears O_CLOEXEC on the new descriptors, so only 0, 1, 2 survive exec.
+    if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
+    dup2(out->second, STDOUT_FILENO);
+    dup2(err->second, STDERR_FILENO);
+    execve(program.c_str(), args.data(), envp.data());
+    _exit(127);
+  }
+  const int fork_errno = errno;
+  close(out->second);
+  close(err->second);
+  if (null_fd >= 0) close(null_fd);
+  if (pid < 0) {
+    unlink(out->first.c_str());
+    unlink(err->first.c_str());
+    errno = fork_errno;
+    return ErrnoError("fork");
+  }
+  return std::unique_ptr<Subprocess>(new Subprocess(pid, out->first, err->first));
+}
+
+Subprocess::~Subprocess() {
+  if (!exit_code_.has_value()) {
+    kill(pid_, SIGKILL);
+    Reap(/*block=*/true);
+  }
+  unlink(stdout_path_.c_str());
+  unlink(stderr_path_.c_str());
+}
+
+void Subprocess::Reap(bool block) {
+  if (exit_code_.has_value()) return;
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid_, &status, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r != pid_) return;
+  if (WIFEXITED(status)) exit_code_ = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) exit_code_ = 128 + WTERMSIG(status);
+}
+
+bool Subprocess::Running() {
+  Reap(/*block=*/false);
+  return !exit_code_.has_value();
+}
+
+absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
+  if (!WaitFor([this] { return !Running(); }, timeout, absl::Milliseconds(10))) {
+    return absl::DeadlineExceededError(absl::StrCat("process ", pid_, " still running after ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  return *exit_code_;
+}
+
+void Subprocess::Signal(int sig) {
+  if (!exit_code_.has_value()) kill(pid_, sig);
+}
+
+std::string Subprocess::Stdout() const { return ReadFile(stdout_path_); }
+std::string Subprocess::Stderr() const { return ReadFile(stderr_path_); }
+
+}  // namespace outboxd::test
