@@ -2,6 +2,7 @@
 // an idle outbox, and what happens to it across stops, restarts and outages.
 #include <signal.h>
 
+#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -80,6 +81,44 @@ TEST_F(CheckpointTest, BrokerDownConfirmedLsnNeverPassesUnackedEvent) {
   EXPECT_EQ(events[1].event.aggregate_id(), "o-2");
   EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn(), absl::Seconds(30)));
   EXPECT_EQ(StopRelay(*relay), 0) << relay->Stderr();
+}
+
+// Resident memory of a process in KiB, from /proc.
+int64_t RssKib(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST_F(CheckpointTest, FullProducerQueueStopsReadingAndLosesNothing) {
+  // A tiny queue so backpressure sets in at once while the brokers are down.
+  auto relay = StartRelay({"--kafka_property=queue.buffering.max.messages=20"});
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_OK(env_.kafka().CreateTopic("outbox.event.order", 8));
+  ASSERT_OK(env_.kafka().AllDown());
+  const Lsn before = env_.CurrentWalLsn();
+  ASSERT_OK(env_.Sql(
+      "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) "
+      "SELECT 'order', 'o-' || (i % 40), 'Bulk', jsonb_build_object('i', i) FROM generate_series(1, 500) i"));
+  for (int i = 0; i < 100; ++i) ASSERT_OK(env_.InsertEvent("order", absl::StrCat("s-", i % 10), "Single", "{}"));
+  // Held up, not failed: the relay keeps its connection and confirms nothing past the events.
+  EXPECT_FALSE(WaitFor([&] { return !relay->Running(); }, absl::Seconds(3)));
+  EXPECT_LE(env_.ConfirmedLsn(), before);
+  const int64_t rss = RssKib(relay->pid());
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 100 * 1024) << "relay RSS while blocked: " << rss << " KiB";
+
+  ASSERT_OK(env_.kafka().AllUp());
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn(), absl::Seconds(60))) << relay->Stderr();
+  std::vector<Event> events = env_.ReadAllCommitted("outbox.event.order", 700);
+  std::set<std::string> ids;
+  for (const Event& e : events) ids.insert(e.event.id());
+  EXPECT_EQ(ids.size(), 600u);
+  EXPECT_EQ(StopRelay(*relay), 0);
 }
 
 TEST_F(CheckpointTest, IdleOutboxDoesNotPinWal) {
