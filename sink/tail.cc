@@ -1,6 +1,6 @@
 #include "sink/tail.h"
 
-#include <unistd.h>
+#include <unistd.h>  // getpid
 
 #include <memory>
 #include <utility>
@@ -63,33 +63,36 @@ absl::StatusOr<Consumer> MakeConsumer(const TailOptions& options) {
 }
 
 // A plain topic name: assign every partition, no group coordination needed.
+// Metadata is asked for all topics: naming one topic in the request makes a
+// broker with auto-creation on create it, and a tail must not create topics.
 absl::Status AssignAllPartitions(rd_kafka_t* rk, const TailOptions& options, const std::atomic<bool>& stop) {
   const absl::Time deadline =
       options.timeout > absl::ZeroDuration() ? absl::Now() + options.timeout : absl::InfiniteFuture();
-  rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, options.topic.c_str(), nullptr);
   while (!stop.load() && absl::Now() < deadline) {
     const rd_kafka_metadata_t* metadata = nullptr;
-    if (rd_kafka_metadata(rk, 0, topic, &metadata, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const rd_kafka_metadata_topic_t& t = metadata->topics[0];
-      if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR && t.partition_cnt > 0) {
-        PartitionList list(rd_kafka_topic_partition_list_new(t.partition_cnt));
-        for (int i = 0; i < t.partition_cnt; ++i) {
-          rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), t.partitions[i].id)->offset =
+    if (rd_kafka_metadata(rk, /*all_topics=*/1, nullptr, &metadata, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      PartitionList list(rd_kafka_topic_partition_list_new(1));
+      for (int t = 0; t < metadata->topic_cnt; ++t) {
+        const rd_kafka_metadata_topic_t& topic = metadata->topics[t];
+        if (options.topic != topic.topic || topic.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+        for (int i = 0; i < topic.partition_cnt; ++i) {
+          rd_kafka_topic_partition_list_add(list.get(), topic.topic, topic.partitions[i].id)->offset =
               options.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
         }
-        rd_kafka_metadata_destroy(metadata);
-        rd_kafka_topic_destroy(topic);
+      }
+      rd_kafka_metadata_destroy(metadata);
+      if (list->cnt > 0) {
         const rd_kafka_resp_err_t e = rd_kafka_assign(rk, list.get());
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
           return absl::UnavailableError(absl::StrCat("cannot read ", options.topic, ": ", rd_kafka_err2str(e)));
         }
         return absl::OkStatus();
       }
-      rd_kafka_metadata_destroy(metadata);
     }
-    usleep(200 * 1000);  // the topic may not exist yet; metadata is retried, not an error
+    // The topic may not exist yet (nothing produced to it) or the brokers are
+    // down: keep asking; waiting here is what the user asked for.
+    absl::SleepFor(absl::Milliseconds(200));
   }
-  rd_kafka_topic_destroy(topic);
   return absl::DeadlineExceededError(absl::StrCat("topic ", options.topic, " did not appear in time"));
 }
 

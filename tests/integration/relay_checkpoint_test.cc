@@ -121,6 +121,26 @@ TEST_F(CheckpointTest, FullProducerQueueStopsReadingAndLosesNothing) {
   EXPECT_EQ(StopRelay(*relay), 0);
 }
 
+TEST_F(CheckpointTest, OutageLongerThanMessageTimeoutRewindsAndDelivers) {
+  auto relay = StartRelay({"--kafka_property=message.timeout.ms=1500"});
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_OK(env_.kafka().AllDown());
+  const Lsn before = env_.CurrentWalLsn();
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "DuringLongOutage", "{}"));
+  // The producer gives up on the event; the relay must rewind, not skip it.
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(relay->Stderr(), "rewinding"); }, absl::Seconds(20)))
+      << relay->Stderr();
+  EXPECT_LE(env_.ConfirmedLsn(), before);
+  EXPECT_TRUE(relay->Running());
+  ASSERT_OK(env_.kafka().AllUp());
+  std::vector<Event> events = env_.ReadEvents("outbox.event.order", 1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].event.aggregate_id(), "o-1");
+  EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn(), absl::Seconds(30)));
+  EXPECT_EQ(StopRelay(*relay), 0);
+}
+
 TEST_F(CheckpointTest, IdleOutboxDoesNotPinWal) {
   auto relay = StartRelay();
   ASSERT_TRUE(relay);
