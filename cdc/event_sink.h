@@ -4,7 +4,9 @@
 // interface (and tests can put any sink there). Same contract as KafkaSink:
 // Produce() returns ResourceExhausted when full; delivery results come back
 // through the callback given at creation, on the thread that calls Poll() or
-// Flush().
+// Flush(). A delivery failure with code FailedPrecondition means the event
+// can never be delivered (a poison event under --on_poison=stop): the relay
+// stops. Any other failure is transient: the relay rewinds and sends again.
 #ifndef OUTBOXD_CDC_EVENT_SINK_H_
 #define OUTBOXD_CDC_EVENT_SINK_H_
 

@@ -47,6 +47,10 @@ ABSL_FLAG(std::string, topic_column, "topic", "optional column overriding the to
 ABSL_FLAG(std::string, topic_prefix, "outbox.event.", "topic = prefix + aggregate type");
 ABSL_FLAG(std::string, dead_letter_topic, "outbox.dead-letter",
           "where events go that cannot go where they belong (reason in headers)");
+ABSL_FLAG(std::string, on_poison, "dead-letter",
+          "an event that can never be delivered (invalid topic, NULL required column, record "
+          "the broker rejects): 'dead-letter' parks it in --dead_letter_topic and goes on, "
+          "'stop' exits non-zero without confirming past it");
 ABSL_FLAG(int, linger_ms, 5, "how long the producer waits to batch events (librdkafka linger.ms)");
 ABSL_FLAG(std::string, kafka_property, "",
           "any librdkafka property as key=value; repeat the flag for more (SASL, TLS, "
@@ -93,7 +97,7 @@ Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
 constexpr const char* kOurFlags[] = {
     "postgres", "brokers", "table", "publication", "slot", "id_column", "aggregate_type_column",
     "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
-    "topic_prefix", "dead_letter_topic", "linger_ms", "status_interval", "max_backoff",
+    "topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "status_interval", "max_backoff",
     "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin"};
 
 constexpr int kExitFailure = 1;
@@ -147,6 +151,50 @@ absl::StatusOr<std::vector<char*>> ExtractKafkaProperties(
     properties->emplace_back(p.substr(0, eq), p.substr(eq + 1));
   }
   return rest;
+}
+
+// absl::ParseCommandLine exits with status 1 on an unknown flag or a bad value;
+// here both are usage errors (2) with a message that says where the flags are
+// listed. Checked the way absl reads them: --name=value, --name value, --noname.
+absl::Status CheckFlags(const std::vector<char*>& args, absl::string_view command) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;
+    absl::ConsumePrefix(&arg, "-");
+    const size_t eq = arg.find('=');
+    const absl::string_view name = arg.substr(0, eq);
+    // absl's own flags (help, flagfile, ...): absl::ParseCommandLine handles them.
+    if (absl::StartsWith(name, "help") || name == "version" || name == "only_check_args" ||
+        name == "flagfile" || name == "fromenv" || name == "tryfromenv" || name == "undefok") {
+      continue;
+    }
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no") && eq == absl::string_view::npos) {
+      absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
+      if (negated != nullptr && negated->IsOfType<bool>()) continue;
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown flag --", name, "; `outboxd ", command, " --help` lists the flags"));
+    }
+    absl::string_view value;
+    if (eq != absl::string_view::npos) {
+      value = arg.substr(eq + 1);
+    } else if (flag->IsOfType<bool>()) {
+      continue;
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value: --", name, "=VALUE"));
+    }
+    std::string error;
+    // The value is parsed again by absl::ParseCommandLine, to the same result.
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, "='", value, "' is not valid: ", error));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
@@ -251,6 +299,13 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   sink_config.linger_ms = absl::GetFlag(FLAGS_linger_ms);
   sink_config.topic_prefix = absl::GetFlag(FLAGS_topic_prefix);
   sink_config.dead_letter_topic = absl::GetFlag(FLAGS_dead_letter_topic);
+  const std::string on_poison = absl::GetFlag(FLAGS_on_poison);
+  if (on_poison != "dead-letter" && on_poison != "stop") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+                    "--on_poison='", on_poison, "' is not valid; use dead-letter or stop")),
+                kExitUsage);
+  }
+  sink_config.stop_on_poison = on_poison == "stop";
   // Bad Kafka settings are a usage error: find them before touching PostgreSQL.
   if (auto probe = outboxd::sink::KafkaSink::Create(sink_config, [](uint64_t, const absl::Status&) {});
       !probe.ok()) {
@@ -264,6 +319,7 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   options.conninfo = absl::GetFlag(FLAGS_postgres);
   options.outbox = *config;
   options.dead_letter_topic = sink_config.dead_letter_topic;
+  options.stop_on_poison = sink_config.stop_on_poison;
   options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers);
   options.status_interval = absl::GetFlag(FLAGS_status_interval);
   options.max_backoff = absl::GetFlag(FLAGS_max_backoff);
@@ -318,6 +374,7 @@ int main(int argc, char** argv) {
   auto rest = ExtractKafkaProperties(argc - 1, argv + 1, &kafka_properties);
   if (!rest.ok()) return Fail(rest.status(), kExitUsage);
   if (absl::Status s = ApplyEnvironment(); !s.ok()) return Fail(s, kExitUsage);
+  if (absl::Status s = CheckFlags(*rest, command); !s.ok()) return Fail(s, kExitUsage);
   std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest->size()), rest->data());
   if (positional.size() > 1) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[1],

@@ -162,6 +162,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   while (true) {
     if (stop_.load()) return Shutdown(stream, received);
     sink_->Poll(0);
+    if (absl::IsFailedPrecondition(delivery_failure_)) return delivery_failure_;  // poison: stop
     if (!delivery_failure_.ok()) return SessionEnd::kRewind;
 
     bool blocked = false;
@@ -242,6 +243,12 @@ absl::Status Relay::HandleData(const StreamItem& item) {
   pending_ = PendingEvent{.decoded = std::move(**decoded), .ticket = tracker_.AddEvent()};
   decoder::DecodedEvent& ev = pending_->decoded;
   if (!ev.dead_letter_reason.empty()) {
+    if (options_.stop_on_poison) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "poison event: outbox row id=", ev.event.id(), " at ", item.lsn.ToString(), " cannot be "
+          "routed: ", ev.dead_letter_reason, ". Stopping because of --on_poison=stop; nothing "
+          "past it is confirmed. Fix the row, or run with --on_poison=dead-letter to park it"));
+    }
     LogWarning(absl::StrCat("outbox row id=", ev.event.id(), " at ", item.lsn.ToString(),
                             " goes to the dead-letter topic ", options_.dead_letter_topic, ": ",
                             ev.dead_letter_reason));

@@ -18,6 +18,8 @@
 // - the sink gives up on an event (delivery failed): rewind — drop the
 //   producer, make a fresh one and restart replication from the confirmed
 //   position, so the event is read and sent again (never skipped);
+// - a poison event (unroutable row, record Kafka rejects) goes to the
+//   dead-letter topic, or with --on_poison=stop ends Run() with the reason;
 // - bytes that do not decode, a changed outbox table: return the error (exit
 //   non-zero); nothing past the last confirmed position was confirmed.
 //
@@ -47,6 +49,9 @@ struct RelayOptions {
   std::string conninfo;
   OutboxConfig outbox;
   std::string dead_letter_topic = "outbox.dead-letter";
+  // --on_poison=stop: a row that cannot be routed stops the relay instead of
+  // going to the dead-letter topic (the sink does the same for what Kafka rejects).
+  bool stop_on_poison = false;
   std::string sink_description;  // For the start-up log line, e.g. "Kafka at host:9092".
   absl::Duration status_interval = absl::Seconds(1);
   absl::Duration initial_backoff = absl::Milliseconds(200);

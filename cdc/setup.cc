@@ -133,6 +133,12 @@ absl::Status CheckTable(PGconn* conn, const OutboxConfig& config) {
 }
 
 absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
+  // CREATE TABLE IF NOT EXISTS still needs CREATE on the schema; a relay role
+  // that only reads a table its DBA made must be able to run init too.
+  auto exists = Query(conn, "SELECT to_regclass($1) IS NOT NULL", {QualifiedTable(config)},
+                      "looking up the outbox table");
+  if (!exists.ok()) return exists.status();
+  if (Value(exists->get(), 0, 0) == "t") return absl::OkStatus();
   const decoder::OutboxColumns& c = config.columns;
   const std::string sql = absl::StrCat(
       "CREATE TABLE IF NOT EXISTS ", QualifiedTable(config), " (",
@@ -144,7 +150,16 @@ absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
       QuoteIdentifier(c.headers), " jsonb, ",
       QuoteIdentifier(c.topic), " text, ",
       "created_at timestamptz NOT NULL DEFAULT now())");
-  return Query(conn, sql, {}, absl::StrCat("creating table ", config.table.QualifiedName())).status();
+  auto created = Query(conn, sql, {}, absl::StrCat("creating table ", config.table.QualifiedName()));
+  if (!created.ok()) {
+    // Only the first line: the rest is the server's echo of the statement.
+    const absl::string_view message = created.status().message();
+    return absl::Status(created.status().code(), absl::StrCat(
+        message.substr(0, message.find('\n')), ". Fix: run `outboxd init` once as the schema's owner or a "
+        "superuser, or GRANT CREATE ON SCHEMA ", QuoteIdentifier(config.table.schema),
+        " to this role"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {

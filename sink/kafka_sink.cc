@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
@@ -109,6 +110,15 @@ class ProducerHandle {
 
 std::string QuoteTopic(absl::string_view topic) {
   return absl::StrCat("\"", absl::CHexEscape(topic), "\"");
+}
+
+constexpr absl::string_view kPoisonPrefix = "poison event: ";
+
+absl::Status PoisonError(absl::string_view event_id, absl::string_view reason) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      kPoisonPrefix, "Kafka cannot take event id=", event_id, ": ", reason,
+      ". Stopping because of --on_poison=stop; nothing past it is confirmed. Fix the row or the "
+      "broker limit and restart, or run with --on_poison=dead-letter to park such events"));
 }
 
 bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
@@ -322,6 +332,7 @@ absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_vie
   headers.insert(headers.end(), user_headers.begin(), user_headers.end());
 
   if (absl::Status valid = ValidateTopicName(topic); !valid.ok()) {
+    if (config_.stop_on_poison) return PoisonError(event.id(), valid.message());
     LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
                             config_.dead_letter_topic, ": ", valid.message()));
     headers.emplace_back(kReasonHeader, std::string(valid.message()));
@@ -351,6 +362,7 @@ absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_vie
       std::string reason = absl::StrCat(
           "record of ", record_bytes, " bytes exceeds message.max.bytes=", message_max_bytes_,
           "; raise it on the broker and in --kafka_property=message.max.bytes=...");
+      if (config_.stop_on_poison) return PoisonError(event.id(), reason);
       LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
                               config_.dead_letter_topic, " without its payload: ", reason));
       v1::OutboxEvent stripped = event;
@@ -494,6 +506,20 @@ void RdKafkaSink::OnDelivery(const rd_kafka_message_t& message) {
     return;
   }
 
+  if (config_.stop_on_poison) {
+    std::string id = "?";
+    rd_kafka_headers_t* hdrs = nullptr;  // owned by the message
+    const void* value = nullptr;
+    size_t size = 0;
+    if (rd_kafka_message_headers(&message, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, "id", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        value != nullptr) {
+      id.assign(static_cast<const char*>(value), size);
+    }
+    on_delivery_(ticket, PoisonError(id, absl::StrCat("the broker rejected it (", DeliveryError(message), ")")));
+    return;
+  }
+
   // Kafka will never take this record; park it in the dead-letter topic so
   // the events behind it can be confirmed.
   DeadLetter letter;
@@ -587,6 +613,10 @@ void RdKafkaSink::LogCallback(const rd_kafka_t* rk, int level, const char* facil
 }
 
 }  // namespace
+
+bool IsPoison(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) && absl::StartsWith(status.message(), kPoisonPrefix);
+}
 
 absl::Status ValidateTopicName(absl::string_view topic) {
   if (topic.empty()) {

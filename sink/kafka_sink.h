@@ -17,7 +17,8 @@
 //
 // Delivery callback: OK when Kafka acknowledged the record (in its own topic or
 // in the dead-letter topic); an error status when librdkafka gave up on it
-// (timeout, fatal producer error) — the caller must not confirm past it.
+// (timeout, fatal producer error) — the caller must not confirm past it; with
+// stop_on_poison, IsPoison(status) for a record Kafka will never take.
 //
 // Thread: one owning thread calls every method; the delivery callback runs on
 // that thread inside Poll() or Flush(). Not thread-safe.
@@ -49,7 +50,14 @@ struct SinkConfig {
   int linger_ms = 5;
   std::string topic_prefix = "outbox.event.";
   std::string dead_letter_topic = "outbox.dead-letter";
+  // --on_poison=stop: instead of dead-lettering an event Kafka cannot take
+  // (invalid topic, rejected record), report it as FailedPrecondition, naming
+  // the event and the reason, so the relay stops before confirming past it.
+  bool stop_on_poison = false;
 };
+
+// The error a poison event is reported with when stop_on_poison is set.
+bool IsPoison(const absl::Status& status);
 
 // Why a topic name is unusable, or OK.
 absl::Status ValidateTopicName(absl::string_view topic);

@@ -141,6 +141,31 @@ TEST_F(CheckpointTest, OutageLongerThanMessageTimeoutRewindsAndDelivers) {
   EXPECT_EQ(StopRelay(*relay), 0);
 }
 
+TEST_F(CheckpointTest, OnPoisonStopExitsWithoutConfirmingPastTheEvent) {
+  auto relay = StartRelay({"--on_poison=stop"});
+  ASSERT_TRUE(relay);
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "Fine", "{}"));
+  ASSERT_EQ(env_.ReadEvents("outbox.event.order", 1).size(), 1u);
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn()));
+  const Lsn before = env_.CurrentWalLsn();
+  ASSERT_OK(env_.Sql("INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload, topic) "
+                     "VALUES ('order', 'o-2', 'Poison', '{}', 'not a valid topic')"));
+  auto code = relay->Wait(absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << "relay kept running: " << relay->Stderr();
+  EXPECT_EQ(*code, 1);
+  EXPECT_THAT(relay->Stderr(), ::testing::HasSubstr("--on_poison=stop"));
+  EXPECT_LE(env_.ConfirmedLsn(), before);
+
+  // Restarted with the default policy, the event is parked and the stream goes on.
+  relay = StartRelay();
+  ASSERT_TRUE(relay);
+  std::vector<Event> dead = env_.ReadEvents("outbox.dead-letter", 1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].event.aggregate_id(), "o-2");
+  EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn()));
+  EXPECT_EQ(StopRelay(*relay), 0);
+}
+
 TEST_F(CheckpointTest, IdleOutboxDoesNotPinWal) {
   auto relay = StartRelay();
   ASSERT_TRUE(relay);
