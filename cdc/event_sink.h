@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "outboxd/lsn.h"
 #include "outboxd/v1/event.pb.h"
 
 namespace outboxd::cdc {
@@ -35,6 +36,15 @@ class EventSink {
   virtual int wakeup_fd() const = 0;
   virtual absl::Status Flush(absl::Duration timeout) = 0;
   virtual int InFlight() const = 0;
+
+  // Transaction-aware sinks (exactly-once) use these; others ignore them.
+  // A PostgreSQL transaction ended at end_lsn (called for every commit).
+  virtual void EndOfTransaction(Lsn end_lsn) {}
+  // The replication stream has nothing more buffered right now.
+  virtual void StreamIdle() {}
+  // A position the sink itself knows to be delivered (its own checkpoint),
+  // read when it was created; replication resumes after it. 0/0 if none.
+  virtual Lsn RecoveredPosition() const { return Lsn(); }
 };
 
 }  // namespace outboxd::cdc

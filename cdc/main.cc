@@ -26,6 +26,7 @@
 #include "outboxd/log.h"
 #include "sink/kafka_sink.h"
 #include "sink/tail.h"
+#include "sink/transactional_sink.h"
 
 // Connections.
 ABSL_FLAG(std::string, postgres, "",
@@ -51,6 +52,16 @@ ABSL_FLAG(std::string, on_poison, "dead-letter",
           "an event that can never be delivered (invalid topic, NULL required column, record "
           "the broker rejects): 'dead-letter' parks it in --dead_letter_topic and goes on, "
           "'stop' exits non-zero without confirming past it");
+ABSL_FLAG(std::string, delivery, "at-least-once",
+          "'at-least-once' (idempotent producer; a crash may repeat events) or 'exactly-once' "
+          "(Kafka transactions with a checkpoint; read_committed consumers see each event once)");
+ABSL_FLAG(std::string, checkpoint_topic, "outboxd.checkpoints",
+          "exactly-once: compacted topic holding each slot's last committed position");
+ABSL_FLAG(int64_t, transaction_max_events, 10000,
+          "exactly-once: commit the Kafka transaction once it holds this many events");
+ABSL_FLAG(absl::Duration, transaction_max_age, absl::Milliseconds(100),
+          "exactly-once: commit the Kafka transaction at the latest this long after it began "
+          "(it commits at once when the stream goes quiet)");
 ABSL_FLAG(int, linger_ms, 5, "how long the producer waits to batch events (librdkafka linger.ms)");
 ABSL_FLAG(std::string, kafka_property, "",
           "any librdkafka property as key=value; repeat the flag for more (SASL, TLS, "
@@ -97,7 +108,8 @@ Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
 constexpr const char* kOurFlags[] = {
     "postgres", "brokers", "table", "publication", "slot", "id_column", "aggregate_type_column",
     "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
-    "topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "status_interval", "max_backoff",
+    "topic_prefix", "dead_letter_topic", "on_poison", "delivery", "checkpoint_topic",
+    "transaction_max_events", "transaction_max_age", "linger_ms", "status_interval", "max_backoff",
     "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin"};
 
 constexpr int kExitFailure = 1;
@@ -270,6 +282,27 @@ class KafkaEventSink : public outboxd::cdc::EventSink {
   std::unique_ptr<outboxd::sink::KafkaSink> sink_;
 };
 
+// TransactionalSink (exactly-once) behind cdc's EventSink.
+class TransactionalEventSink : public outboxd::cdc::EventSink {
+ public:
+  explicit TransactionalEventSink(std::unique_ptr<outboxd::sink::TransactionalSink> sink)
+      : sink_(std::move(sink)) {}
+  absl::Status Produce(const outboxd::v1::OutboxEvent& event, absl::string_view topic_override,
+                       uint64_t ticket) override {
+    return sink_->Produce(event, topic_override, ticket);
+  }
+  void Poll(int timeout_ms) override { sink_->Poll(timeout_ms); }
+  int wakeup_fd() const override { return sink_->wakeup_fd(); }
+  absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
+  int InFlight() const override { return sink_->InFlight(); }
+  void EndOfTransaction(outboxd::Lsn end_lsn) override { sink_->EndOfTransaction(end_lsn); }
+  void StreamIdle() override { sink_->StreamIdle(); }
+  outboxd::Lsn RecoveredPosition() const override { return sink_->RecoveredPosition(); }
+
+ private:
+  std::unique_ptr<outboxd::sink::TransactionalSink> sink_;
+};
+
 std::atomic<outboxd::cdc::Relay*> g_relay{nullptr};
 std::atomic<bool> g_stop_requested{false};
 
@@ -306,6 +339,12 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
                 kExitUsage);
   }
   sink_config.stop_on_poison = on_poison == "stop";
+  const std::string delivery = absl::GetFlag(FLAGS_delivery);
+  if (delivery != "at-least-once" && delivery != "exactly-once") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+                    "--delivery='", delivery, "' is not valid; use at-least-once or exactly-once")),
+                kExitUsage);
+  }
   // Bad Kafka settings are a usage error: find them before touching PostgreSQL.
   if (auto probe = outboxd::sink::KafkaSink::Create(sink_config, [](uint64_t, const absl::Status&) {});
       !probe.ok()) {
@@ -320,16 +359,38 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   options.outbox = *config;
   options.dead_letter_topic = sink_config.dead_letter_topic;
   options.stop_on_poison = sink_config.stop_on_poison;
-  options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers);
+  options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers, " (", delivery, ")");
   options.status_interval = absl::GetFlag(FLAGS_status_interval);
   options.max_backoff = absl::GetFlag(FLAGS_max_backoff);
   options.shutdown_flush_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
-  outboxd::cdc::Relay relay(options, [sink_config](outboxd::cdc::EventSink::DeliveryCallback cb)
-                                         -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
-    auto sink = outboxd::sink::KafkaSink::Create(sink_config, std::move(cb));
-    if (!sink.ok()) return sink.status();
-    return std::make_unique<KafkaEventSink>(std::move(*sink));
-  });
+  outboxd::cdc::EventSink::Factory factory;
+  if (delivery == "exactly-once") {
+    outboxd::sink::TransactionalConfig txn_config;
+    txn_config.sink = sink_config;
+    txn_config.slot = config->slot;
+    txn_config.checkpoint_topic = absl::GetFlag(FLAGS_checkpoint_topic);
+    txn_config.max_batch_events = static_cast<uint64_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_transaction_max_events)));
+    txn_config.max_batch_age = absl::GetFlag(FLAGS_transaction_max_age);
+    // One transactional id per slot: a restarted or second relay on the slot
+    // fences the previous one.
+    const std::string transactional_id = absl::StrCat("outboxd-", config->slot);
+    factory = [txn_config, transactional_id](outboxd::cdc::EventSink::DeliveryCallback cb)
+        -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+      auto kafka = outboxd::sink::MakeRdKafkaTransactional(txn_config.sink, transactional_id);
+      if (!kafka.ok()) return kafka.status();
+      auto sink = outboxd::sink::TransactionalSink::Create(txn_config, std::move(*kafka), std::move(cb));
+      if (!sink.ok()) return sink.status();
+      return std::make_unique<TransactionalEventSink>(std::move(*sink));
+    };
+  } else {
+    factory = [sink_config](outboxd::cdc::EventSink::DeliveryCallback cb)
+        -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+      auto sink = outboxd::sink::KafkaSink::Create(sink_config, std::move(cb));
+      if (!sink.ok()) return sink.status();
+      return std::make_unique<KafkaEventSink>(std::move(*sink));
+    };
+  }
+  outboxd::cdc::Relay relay(options, std::move(factory));
   g_relay.store(&relay);
   if (g_stop_requested.load()) relay.Stop();
   absl::Status result = relay.Run(*confirmed);

@@ -137,8 +137,10 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                                                .publication = options_.outbox.publication});
   if (!connected.ok()) return connected.status();
   ReplicationStream& stream = **connected;
-  // Another relay may have confirmed more while this one waited as a standby.
+  // Another relay may have confirmed more while this one waited as a standby;
+  // an exactly-once sink knows from its checkpoint what Kafka already has.
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
+  tracker_.AdvanceConfirmed(sink_->RecoveredPosition());
   const Lsn start = tracker_.LastReceivedLsn();
   if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
   decoder_.Reset();
@@ -192,6 +194,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
     }
     // Complete messages may wait in libpq's buffer with nothing on the socket.
     const bool more_buffered = !blocked && !drained;
+    if (drained) sink_->StreamIdle();
 
     absl::Time now = absl::Now();
     if (now >= next_status) {
@@ -232,6 +235,7 @@ absl::Status Relay::HandleData(const StreamItem& item) {
   if (const auto* commit = std::get_if<decoder::pgoutput::Commit>(&*message)) {
     if (!tracker_.InTransaction()) return absl::DataLossError("Commit without Begin in the stream");
     tracker_.CommitTransaction(commit->end_lsn);
+    sink_->EndOfTransaction(commit->end_lsn);
     return absl::OkStatus();
   }
   absl::StatusOr<std::optional<decoder::DecodedEvent>> decoded = decoder_.Decode(*message, item.lsn);
@@ -267,19 +271,14 @@ absl::StatusOr<bool> Relay::ProducePending() {
 }
 
 Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
-  const absl::Time deadline = absl::Now() + options_.shutdown_flush_timeout;
-  if (sink_->InFlight() > 0) {
+  if (const int in_flight = sink_->InFlight(); in_flight > 0) {
     LogInfo(absl::StrCat("stopping: waiting up to ", absl::FormatDuration(options_.shutdown_flush_timeout),
-                         " for ", sink_->InFlight(), " events in flight to Kafka"));
+                         " for ", in_flight, " events in flight to Kafka"));
   }
-  while (sink_->InFlight() > 0 && absl::Now() < deadline) {
-    sink_->Poll(100);
-    [[maybe_unused]] absl::Status s = stream.SendStatus(received, tracker_.SafeLsn());
-  }
-  sink_->Poll(0);
-  if (sink_->InFlight() > 0) {
-    LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time; they are "
-                            "not confirmed and will be sent again on the next start"));
+  // Delivery reports are served inside Flush(), so the tracker is up to date after it.
+  if (absl::Status s = sink_->Flush(options_.shutdown_flush_timeout); !s.ok()) {
+    LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (", s.message(),
+                            "); they are not confirmed and will be sent again on the next start"));
   }
   if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
     LogWarning(absl::StrCat("final status update not sent: ", s.message()));

@@ -20,6 +20,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "sink/rdkafka_util.h"
+#include "sink/record.h"
 
 namespace outboxd::sink {
 namespace {
@@ -29,8 +31,6 @@ namespace {
 // with records in flight.
 static_assert(sizeof(void*) >= sizeof(Ticket), "a ticket must fit in librdkafka's msg_opaque");
 
-constexpr char kReasonHeader[] = "outboxd.dead_letter.reason";
-constexpr char kOriginalTopicHeader[] = "outboxd.dead_letter.original_topic";
 
 // Kafka's own limit (kafka.common.internals.Topic.MAX_NAME_LENGTH).
 constexpr size_t kMaxTopicNameLength = 249;
@@ -41,72 +41,6 @@ void* TicketToOpaque(Ticket ticket) {
 Ticket OpaqueToTicket(void* opaque) {
   return static_cast<Ticket>(reinterpret_cast<uintptr_t>(opaque));
 }
-
-struct ConfDeleter {
-  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
-};
-using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
-
-struct HeadersDeleter {
-  void operator()(rd_kafka_headers_t* headers) const { rd_kafka_headers_destroy(headers); }
-};
-using HeadersPtr = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
-
-// Owns one file descriptor. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-
- private:
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
-};
-
-// Owns the producer handle. Move-only. Destroying it does not flush: the
-// owner of the sink decided to drop what is in flight, and PostgreSQL will
-// hand those events out again because they were never confirmed.
-class ProducerHandle {
- public:
-  ProducerHandle() = default;
-  explicit ProducerHandle(rd_kafka_t* rk) : rk_(rk) {}
-  ProducerHandle(const ProducerHandle&) = delete;
-  ProducerHandle& operator=(const ProducerHandle&) = delete;
-  ProducerHandle(ProducerHandle&& other) noexcept : rk_(std::exchange(other.rk_, nullptr)) {}
-  ProducerHandle& operator=(ProducerHandle&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      rk_ = std::exchange(other.rk_, nullptr);
-    }
-    return *this;
-  }
-  ~ProducerHandle() { Reset(); }
-
-  rd_kafka_t* get() const { return rk_; }
-  void Reset() {
-    if (rk_ != nullptr) rd_kafka_destroy(rk_);
-    rk_ = nullptr;
-  }
-
- private:
-  rd_kafka_t* rk_ = nullptr;
-};
 
 std::string QuoteTopic(absl::string_view topic) {
   return absl::StrCat("\"", absl::CHexEscape(topic), "\"");
@@ -144,9 +78,7 @@ bool IsSizeError(rd_kafka_resp_err_t err) {
 // wait). Kept by the sink and queued again from Poll() and Flush().
 struct DeadLetter {
   Ticket ticket = 0;
-  std::string key;
-  std::string value;
-  std::vector<std::pair<std::string, std::string>> headers;
+  Record record;
 };
 
 // The librdkafka implementation of KafkaSink.
@@ -194,10 +126,7 @@ class RdKafkaSink final : public KafkaSink {
 
   // Queues one record. Returns librdkafka's immediate error; nothing is
   // queued unless it is NO_ERROR.
-  rd_kafka_resp_err_t ProduceRecord(absl::string_view topic, absl::string_view key,
-                                    absl::string_view value,
-                                    const std::vector<std::pair<std::string, std::string>>& headers,
-                                    Ticket ticket);
+  rd_kafka_resp_err_t ProduceRecord(const Record& record, Ticket ticket);
 
   // Sends a dead letter; on a full queue keeps it for later, on any other
   // immediate error fails its ticket.
@@ -214,7 +143,6 @@ class RdKafkaSink final : public KafkaSink {
   static void DeliveryReportCallback(rd_kafka_t* rk, const rd_kafka_message_t* message,
                                      void* opaque);
   static void ErrorCallback(rd_kafka_t* rk, int err, const char* reason, void* opaque);
-  static void LogCallback(const rd_kafka_t* rk, int level, const char* facility, const char* buf);
 
   const SinkConfig config_;
   const DeliveryCallback on_delivery_;
@@ -250,33 +178,8 @@ absl::StatusOr<std::unique_ptr<KafkaSink>> RdKafkaSink::Create(const SinkConfig&
 
 absl::Status RdKafkaSink::Init() {
   ConfPtr conf(rd_kafka_conf_new());
-  std::vector<std::pair<std::string, std::string>> properties = {
-      {"bootstrap.servers", config_.brokers},
-      // Retries inside librdkafka never reorder or duplicate a partition.
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
-      {"linger.ms", absl::StrCat(config_.linger_ms)},
-      // The Java client's partitioner, so a key lands on the partition that
-      // Java and Debezium producers would pick for it.
-      {"partitioner", "murmur2_random"},
-      // Bounded memory: a huge transaction waits on the queue, not in RAM.
-      {"queue.buffering.max.messages", "100000"},
-      {"queue.buffering.max.kbytes", "65536"},
-      // A broker's default limit, so a ~1 MB payload fits.
-      {"message.max.bytes", "1048588"},
-      {"client.id", "outboxd"},
-  };
-  properties.insert(properties.end(), config_.kafka_properties.begin(),
-                    config_.kafka_properties.end());
+  if (absl::Status st = ApplyProducerProperties(conf.get(), config_, {}); !st.ok()) return st;
   std::array<char, 512> errstr{};
-  for (const auto& [name, value] : properties) {
-    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr.data(),
-                          errstr.size()) != RD_KAFKA_CONF_OK) {
-      // The value is left out on purpose: it may be a password.
-      return absl::InvalidArgumentError(
-          absl::StrCat("Kafka property ", name, ": ", errstr.data()));
-    }
-  }
   std::array<char, 64> max_bytes{};
   size_t max_bytes_size = max_bytes.size();
   if (rd_kafka_conf_get(conf.get(), "message.max.bytes", max_bytes.data(), &max_bytes_size) ==
@@ -287,7 +190,7 @@ absl::Status RdKafkaSink::Init() {
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &RdKafkaSink::DeliveryReportCallback);
   rd_kafka_conf_set_error_cb(conf.get(), &RdKafkaSink::ErrorCallback);
-  rd_kafka_conf_set_log_cb(conf.get(), &RdKafkaSink::LogCallback);
+  rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
 
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -316,86 +219,44 @@ absl::Status RdKafkaSink::Init() {
 absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
                                   Ticket ticket) {
   RetryPendingDeadLetters();
-  const std::string topic = topic_override.empty()
-                                ? absl::StrCat(config_.topic_prefix, event.aggregate_type())
-                                : std::string(topic_override);
-  const std::string value = event.SerializeAsString();
-  std::vector<std::pair<std::string, std::string>> headers;
-  headers.reserve(event.headers_size() + 4);
-  headers.emplace_back("id", event.id());
-  headers.emplace_back("event_type", event.event_type());
-  // A protobuf map iterates in an unspecified order; sort so a redelivered
-  // event carries byte-identical headers.
-  std::vector<std::pair<std::string, std::string>> user_headers(event.headers().begin(),
-                                                                event.headers().end());
-  std::sort(user_headers.begin(), user_headers.end());
-  headers.insert(headers.end(), user_headers.begin(), user_headers.end());
-
-  if (absl::Status valid = ValidateTopicName(topic); !valid.ok()) {
-    if (config_.stop_on_poison) return PoisonError(event.id(), valid.message());
-    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
-                            config_.dead_letter_topic, ": ", valid.message()));
-    headers.emplace_back(kReasonHeader, std::string(valid.message()));
-    headers.emplace_back(kOriginalTopicHeader, topic);
-    rd_kafka_resp_err_t err =
-        ProduceRecord(config_.dead_letter_topic, event.aggregate_id(), value, headers, ticket);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      return absl::ResourceExhaustedError("Kafka producer queue is full");
-    }
-    return absl::UnavailableError(absl::StrCat("cannot queue event ", event.id(),
-                                               " for dead-letter topic ", config_.dead_letter_topic,
-                                               ": ", rd_kafka_err2str(err)));
+  Record record = BuildRecord(event, topic_override, config_);
+  if (!record.dead_letter_reason.empty()) {
+    if (config_.stop_on_poison) return PoisonError(event.id(), record.dead_letter_reason);
+    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ", record.topic,
+                            ": ", record.dead_letter_reason));
   }
-
-  rd_kafka_resp_err_t err = ProduceRecord(topic, event.aggregate_id(), value, headers, ticket);
+  rd_kafka_resp_err_t err = ProduceRecord(record, ticket);
+  if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && record.dead_letter_reason.empty()) {
+    const std::string reason = absl::StrCat(
+        "record of ", record.ByteSize(), " bytes exceeds message.max.bytes=", message_max_bytes_,
+        "; raise it on the broker and in --kafka_property=message.max.bytes=...");
+    if (config_.stop_on_poison) return PoisonError(event.id(), reason);
+    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
+                            config_.dead_letter_topic, " without its payload: ", reason));
+    err = ProduceRecord(DeadLetterCopy(record, reason, /*strip_payload=*/true, config_), ticket);
+  }
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
       return absl::OkStatus();
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
       return absl::ResourceExhaustedError("Kafka producer queue is full");
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: {
-      size_t record_bytes = value.size() + event.aggregate_id().size();
-      for (const auto& [name, header_value] : headers) {
-        record_bytes += name.size() + header_value.size();
-      }
-      std::string reason = absl::StrCat(
-          "record of ", record_bytes, " bytes exceeds message.max.bytes=", message_max_bytes_,
-          "; raise it on the broker and in --kafka_property=message.max.bytes=...");
-      if (config_.stop_on_poison) return PoisonError(event.id(), reason);
-      LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
-                              config_.dead_letter_topic, " without its payload: ", reason));
-      v1::OutboxEvent stripped = event;
-      stripped.clear_payload();
-      headers.emplace_back(kReasonHeader, reason);
-      headers.emplace_back(kOriginalTopicHeader, topic);
-      rd_kafka_resp_err_t dlq_err = ProduceRecord(
-          config_.dead_letter_topic, event.aggregate_id(), stripped.SerializeAsString(), headers,
-          ticket);
-      if (dlq_err == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-      if (dlq_err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        return absl::ResourceExhaustedError("Kafka producer queue is full");
-      }
-      return absl::UnavailableError(absl::StrCat(
-          "cannot queue event ", event.id(), " for dead-letter topic ", config_.dead_letter_topic,
-          " after ", reason, ": ", rd_kafka_err2str(dlq_err)));
-    }
     default:
       return absl::UnavailableError(absl::StrCat("cannot queue event ", event.id(), " for topic ",
-                                                 topic, ": ", rd_kafka_err2name(err), ": ",
+                                                 record.topic, ": ", rd_kafka_err2name(err), ": ",
                                                  rd_kafka_err2str(err)));
   }
 }
 
-rd_kafka_resp_err_t RdKafkaSink::ProduceRecord(
-    absl::string_view topic, absl::string_view key, absl::string_view value,
-    const std::vector<std::pair<std::string, std::string>>& headers, Ticket ticket) {
+rd_kafka_resp_err_t RdKafkaSink::ProduceRecord(const Record& record, Ticket ticket) {
+  const Headers& headers = record.headers;
+  const std::string& key = record.key;
+  const std::string& value = record.value;
   HeadersPtr hdrs(rd_kafka_headers_new(headers.size()));
   for (const auto& [name, header_value] : headers) {
     rd_kafka_header_add(hdrs.get(), name.data(), static_cast<ssize_t>(name.size()),
                         header_value.data(), static_cast<ssize_t>(header_value.size()));
   }
-  const std::string topic_name(topic);
+  const std::string& topic_name = record.topic;
   // Casts: librdkafka's varargs take non-const pointers, but with
   // RD_KAFKA_MSG_F_COPY it copies and never writes through them.
   rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -418,8 +279,7 @@ void RdKafkaSink::SendDeadLetter(DeadLetter letter) {
     pending_dead_letters_.push_back(std::move(letter));
     return;
   }
-  rd_kafka_resp_err_t err = ProduceRecord(config_.dead_letter_topic, letter.key, letter.value,
-                                          letter.headers, letter.ticket);
+  rd_kafka_resp_err_t err = ProduceRecord(letter.record, letter.ticket);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
   if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
     pending_dead_letters_.push_back(std::move(letter));
@@ -434,8 +294,7 @@ void RdKafkaSink::SendDeadLetter(DeadLetter letter) {
 void RdKafkaSink::RetryPendingDeadLetters() {
   while (!pending_dead_letters_.empty()) {
     DeadLetter& letter = pending_dead_letters_.front();
-    rd_kafka_resp_err_t err = ProduceRecord(config_.dead_letter_topic, letter.key, letter.value,
-                                            letter.headers, letter.ticket);
+    rd_kafka_resp_err_t err = ProduceRecord(letter.record, letter.ticket);
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       on_delivery_(letter.ticket,
@@ -522,48 +381,35 @@ void RdKafkaSink::OnDelivery(const rd_kafka_message_t& message) {
 
   // Kafka will never take this record; park it in the dead-letter topic so
   // the events behind it can be confirmed.
-  DeadLetter letter;
-  letter.ticket = ticket;
-  if (message.key != nullptr) {
-    letter.key.assign(static_cast<const char*>(message.key), message.key_len);
-  }
-  std::string reason;
-  if (IsSizeError(err)) {
-    v1::OutboxEvent stripped;
-    if (message.payload != nullptr &&
-        stripped.ParseFromArray(message.payload, static_cast<int>(message.len))) {
-      stripped.clear_payload();
-      letter.value = stripped.SerializeAsString();
-    }
-    reason = absl::StrCat("record of ", message.len,
-                          " bytes exceeds the broker's limit (client message.max.bytes=",
-                          message_max_bytes_,
-                          "); raise message.max.bytes on the broker and in "
-                          "--kafka_property=message.max.bytes=...");
-  } else {
-    if (message.payload != nullptr) {
-      letter.value.assign(static_cast<const char*>(message.payload), message.len);
-    }
-    reason = absl::StrCat("Kafka rejected the record: ", DeliveryError(message));
+  Record rejected;
+  rejected.topic = topic_name;
+  if (message.key != nullptr) rejected.key.assign(static_cast<const char*>(message.key), message.key_len);
+  if (message.payload != nullptr) {
+    rejected.value.assign(static_cast<const char*>(message.payload), message.len);
   }
   rd_kafka_headers_t* original_headers = nullptr;  // owned by the message
   if (rd_kafka_message_headers(&message, &original_headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    for (size_t i = 0;
-         rd_kafka_header_get_all(original_headers, i, &name, &value, &size) ==
-         RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; rd_kafka_header_get_all(original_headers, i, &name, &value, &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
-      letter.headers.emplace_back(
+      rejected.headers.emplace_back(
           name, value == nullptr ? std::string() : std::string(static_cast<const char*>(value), size));
     }
   }
+  const std::string reason =
+      IsSizeError(err)
+          ? absl::StrCat("record of ", message.len,
+                         " bytes exceeds the broker's limit (client message.max.bytes=",
+                         message_max_bytes_,
+                         "); raise message.max.bytes on the broker and in "
+                         "--kafka_property=message.max.bytes=...")
+          : absl::StrCat("Kafka rejected the record: ", DeliveryError(message));
   LogWarning(absl::StrCat("record for topic ", topic_name, " goes to dead-letter topic ",
                           config_.dead_letter_topic, ": ", reason));
-  letter.headers.emplace_back(kReasonHeader, std::move(reason));
-  letter.headers.emplace_back(kOriginalTopicHeader, topic_name);
-  SendDeadLetter(std::move(letter));
+  SendDeadLetter(DeadLetter{ticket, DeadLetterCopy(rejected, reason, IsSizeError(err), config_)});
 }
 
 void RdKafkaSink::OnError(rd_kafka_t* rk, int err, const char* reason) {
@@ -599,17 +445,6 @@ void RdKafkaSink::DeliveryReportCallback(rd_kafka_t* rk, const rd_kafka_message_
 
 void RdKafkaSink::ErrorCallback(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   static_cast<RdKafkaSink*>(opaque)->OnError(rk, err, reason);
-}
-
-void RdKafkaSink::LogCallback(const rd_kafka_t* rk, int level, const char* facility,
-                              const char* buf) {
-  // syslog levels: 0..3 are emergencies to errors, 4 warnings; the rest is
-  // librdkafka's chatter.
-  if (level <= 3) {
-    LogError(absl::StrCat("kafka: ", facility, ": ", buf));
-  } else if (level == 4) {
-    LogWarning(absl::StrCat("kafka: ", facility, ": ", buf));
-  }
 }
 
 }  // namespace

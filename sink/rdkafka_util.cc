@@ -1,0 +1,50 @@
+#include "sink/rdkafka_util.h"
+
+#include <array>
+
+#include "absl/strings/str_cat.h"
+#include "outboxd/log.h"
+
+namespace outboxd::sink {
+
+absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& config,
+                                     const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::pair<std::string, std::string>> properties = {
+      {"bootstrap.servers", config.brokers},
+      // Retries inside librdkafka never reorder or duplicate a partition.
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"linger.ms", absl::StrCat(config.linger_ms)},
+      // The Java client's partitioner, so a key lands on the partition that
+      // Java and Debezium producers would pick for it.
+      {"partitioner", "murmur2_random"},
+      // Bounded memory: a huge transaction waits on the queue, not in RAM.
+      {"queue.buffering.max.messages", "100000"},
+      {"queue.buffering.max.kbytes", "65536"},
+      // A broker's default limit, so a ~1 MB payload fits.
+      {"message.max.bytes", "1048588"},
+      {"client.id", "outboxd"},
+  };
+  properties.insert(properties.end(), extra.begin(), extra.end());
+  properties.insert(properties.end(), config.kafka_properties.begin(), config.kafka_properties.end());
+  std::array<char, 512> errstr{};
+  for (const auto& [name, value] : properties) {
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr.data(), errstr.size()) !=
+        RD_KAFKA_CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat("Kafka property ", name, ": ", errstr.data()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const char* buf) {
+  // syslog levels: 0..3 are emergencies to errors, 4 warnings; the rest is
+  // librdkafka's chatter.
+  if (level <= 3) {
+    LogError(absl::StrCat("kafka: ", facility, ": ", buf));
+  } else if (level == 4) {
+    LogWarning(absl::StrCat("kafka: ", facility, ": ", buf));
+  }
+}
+
+}  // namespace outboxd::sink

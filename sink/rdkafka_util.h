@@ -1,0 +1,97 @@
+// Small shared pieces for code that talks to librdkafka: move-only owners of
+// its handles, outboxd's producer defaults, and routing of its log lines.
+#ifndef OUTBOXD_SINK_RDKAFKA_UTIL_H_
+#define OUTBOXD_SINK_RDKAFKA_UTIL_H_
+
+#include <librdkafka/rdkafka.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "sink/kafka_sink.h"
+
+namespace outboxd::sink {
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+struct HeadersDeleter {
+  void operator()(rd_kafka_headers_t* headers) const { rd_kafka_headers_destroy(headers); }
+};
+using HeadersPtr = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
+
+// Owns one file descriptor. Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { Reset(); }
+
+  int get() const { return fd_; }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+// Owns the producer handle. Move-only. Destroying it does not flush: the
+// owner of the sink decided to drop what is in flight, and PostgreSQL will
+// hand those events out again because they were never confirmed.
+class ProducerHandle {
+ public:
+  ProducerHandle() = default;
+  explicit ProducerHandle(rd_kafka_t* rk) : rk_(rk) {}
+  ProducerHandle(const ProducerHandle&) = delete;
+  ProducerHandle& operator=(const ProducerHandle&) = delete;
+  ProducerHandle(ProducerHandle&& other) noexcept : rk_(std::exchange(other.rk_, nullptr)) {}
+  ProducerHandle& operator=(ProducerHandle&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      rk_ = std::exchange(other.rk_, nullptr);
+    }
+    return *this;
+  }
+  ~ProducerHandle() { Reset(); }
+
+  rd_kafka_t* get() const { return rk_; }
+  void Reset() {
+    if (rk_ != nullptr) rd_kafka_destroy(rk_);
+    rk_ = nullptr;
+  }
+
+ private:
+  rd_kafka_t* rk_ = nullptr;
+};
+
+// Sets outboxd's producer defaults, then `extra` (what a mode needs, e.g.
+// transactional.id), then the user's --kafka_property values, which win.
+// Errors name the property, never its value (it may be a password).
+absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& config,
+                                     const std::vector<std::pair<std::string, std::string>>& extra);
+
+// A log callback (rd_kafka_conf_set_log_cb) that passes librdkafka's warnings
+// and errors to outboxd's log, prefixed "kafka: ". Runs on librdkafka's threads.
+void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const char* buf);
+
+}  // namespace outboxd::sink
+
+#endif  // OUTBOXD_SINK_RDKAFKA_UTIL_H_

@@ -1,0 +1,245 @@
+#include "sink/transactional_kafka.h"
+
+#include <fcntl.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "outboxd/log.h"
+#include "sink/rdkafka_util.h"
+
+namespace outboxd::sink {
+namespace {
+
+constexpr int kTransactionTimeoutMs = 30000;
+
+struct ErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
+};
+using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+
+struct ConsumerDeleter {
+  void operator()(rd_kafka_t* rk) const {
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+  }
+};
+struct MessageDeleter {
+  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
+};
+struct PartitionListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
+};
+
+// Maps a transactional API error: Aborted when the transaction must be
+// aborted, Internal when the producer is unusable (fenced), else Unavailable.
+absl::Status TxnStatus(ErrorPtr error, absl::string_view what) {
+  if (error == nullptr) return absl::OkStatus();
+  const std::string message = absl::StrCat(what, ": ", rd_kafka_error_name(error.get()), ": ",
+                                           rd_kafka_error_string(error.get()));
+  if (rd_kafka_error_is_fatal(error.get())) return absl::InternalError(message);
+  if (rd_kafka_error_txn_requires_abort(error.get())) return absl::AbortedError(message);
+  return absl::UnavailableError(message);
+}
+
+// librdkafka behind TransactionalKafka.
+//
+// Thread: the owning thread calls everything; delivery reports (only counted
+// here: a failed record makes the commit fail) run inside Poll() and the
+// transactional calls.
+class RdKafkaTransactional final : public TransactionalKafka {
+ public:
+  RdKafkaTransactional(SinkConfig config) : config_(std::move(config)) {}
+  ~RdKafkaTransactional() override { producer_.Reset(); }
+
+  absl::Status Init(absl::string_view transactional_id) {
+    ConfPtr conf(rd_kafka_conf_new());
+    if (absl::Status s = ApplyProducerProperties(
+            conf.get(), config_,
+            {{"transactional.id", std::string(transactional_id)},
+             {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}});
+        !s.ok()) {
+      return s;
+    }
+    rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+      return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+    }
+    wakeup_read_ = UniqueFd(fds[0]);
+    wakeup_write_ = UniqueFd(fds[1]);
+    std::array<char, 512> errstr{};
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size());
+    if (rk == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot create the Kafka producer: ", errstr.data()));
+    }
+    conf.release();
+    producer_ = ProducerHandle(rk);
+    rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk);
+    rd_kafka_queue_io_event_enable(main_queue, wakeup_write_.get(), "1", 1);
+    rd_kafka_queue_destroy(main_queue);
+    return absl::OkStatus();
+  }
+
+  absl::Status InitTransactions() override {
+    return TxnStatus(ErrorPtr(rd_kafka_init_transactions(producer_.get(), kTransactionTimeoutMs)),
+                     "initialising Kafka transactions");
+  }
+
+  absl::StatusOr<std::optional<std::string>> ReadLastCommitted(absl::string_view topic,
+                                                               absl::string_view key) override;
+
+  absl::Status BeginTransaction() override {
+    return TxnStatus(ErrorPtr(rd_kafka_begin_transaction(producer_.get())),
+                     "beginning a Kafka transaction");
+  }
+
+  absl::Status Send(const Record& record) override {
+    HeadersPtr hdrs(rd_kafka_headers_new(record.headers.size()));
+    for (const auto& [name, value] : record.headers) {
+      rd_kafka_header_add(hdrs.get(), name.data(), static_cast<ssize_t>(name.size()), value.data(),
+                          static_cast<ssize_t>(value.size()));
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer_.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_VALUE(const_cast<char*>(record.value.data()), record.value.size()),
+        RD_KAFKA_V_KEY(record.key.data(), record.key.size()), RD_KAFKA_V_HEADERS(hdrs.get()),
+        RD_KAFKA_V_END);
+    switch (err) {
+      case RD_KAFKA_RESP_ERR_NO_ERROR:
+        hdrs.release();  // librdkafka owns them now
+        return absl::OkStatus();
+      case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return absl::ResourceExhaustedError("Kafka producer queue is full");
+      case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return absl::OutOfRangeError("record larger than message.max.bytes");
+      default:
+        return absl::UnavailableError(absl::StrCat("cannot queue a record for ", record.topic, ": ",
+                                                   rd_kafka_err2name(err), ": ", rd_kafka_err2str(err)));
+    }
+  }
+
+  absl::Status CommitTransaction() override {
+    return TxnStatus(ErrorPtr(rd_kafka_commit_transaction(producer_.get(), kTransactionTimeoutMs)),
+                     "committing the Kafka transaction");
+  }
+
+  absl::Status AbortTransaction() override {
+    return TxnStatus(ErrorPtr(rd_kafka_abort_transaction(producer_.get(), kTransactionTimeoutMs)),
+                     "aborting the Kafka transaction");
+  }
+
+  void Poll(int timeout_ms) override {
+    std::array<char, 64> buf;
+    while (read(wakeup_read_.get(), buf.data(), buf.size()) > 0) {
+    }
+    rd_kafka_poll(producer_.get(), timeout_ms);
+    while (rd_kafka_poll(producer_.get(), 0) > 0) {
+    }
+  }
+
+  int wakeup_fd() const override { return wakeup_read_.get(); }
+
+ private:
+  SinkConfig config_;
+  UniqueFd wakeup_read_;
+  UniqueFd wakeup_write_;
+  ProducerHandle producer_;
+};
+
+absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitted(
+    absl::string_view topic, absl::string_view key) {
+  ConfPtr conf(rd_kafka_conf_new());
+  std::array<char, 512> errstr{};
+  const std::pair<const char*, std::string> settings[] = {
+      {"bootstrap.servers", config_.brokers},
+      // assign() needs a group id; nothing joins or commits with it.
+      {"group.id", "outboxd-checkpoint-reader"},
+      {"isolation.level", "read_committed"},
+      {"enable.auto.commit", "false"},
+      {"enable.partition.eof", "true"},
+      {"auto.offset.reset", "earliest"},
+  };
+  for (const auto& [name, value] : settings) {
+    if (rd_kafka_conf_set(conf.get(), name, value.c_str(), errstr.data(), errstr.size()) != RD_KAFKA_CONF_OK) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint reader property ", name, ": ", errstr.data()));
+    }
+  }
+  for (const auto& [name, value] : config_.kafka_properties) {
+    // Security settings apply to the reader too; producer-only ones are refused and skipped.
+    rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr.data(), errstr.size());
+  }
+  rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size());
+  if (rk == nullptr) return absl::InvalidArgumentError(absl::StrCat("checkpoint reader: ", errstr.data()));
+  conf.release();
+  std::unique_ptr<rd_kafka_t, ConsumerDeleter> consumer(rk);
+  rd_kafka_poll_set_consumer(rk);
+
+  // All topics, not the one by name: naming it would auto-create it.
+  const rd_kafka_metadata_t* metadata = nullptr;
+  if (rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, nullptr, &metadata, 10000); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("cannot read Kafka metadata for the checkpoint: ", rd_kafka_err2str(e)));
+  }
+  std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> partitions(
+      rd_kafka_topic_partition_list_new(4));
+  const std::string topic_name(topic);
+  for (int t = 0; t < metadata->topic_cnt; ++t) {
+    if (topic_name != metadata->topics[t].topic) continue;
+    for (int p = 0; p < metadata->topics[t].partition_cnt; ++p) {
+      int64_t low = 0, high = 0;
+      const int32_t id = metadata->topics[t].partitions[p].id;
+      if (rd_kafka_query_watermark_offsets(rk, topic_name.c_str(), id, &low, &high, 10000) ==
+              RD_KAFKA_RESP_ERR_NO_ERROR &&
+          high > low) {
+        rd_kafka_topic_partition_list_add(partitions.get(), topic_name.c_str(), id)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+      }
+    }
+  }
+  rd_kafka_metadata_destroy(metadata);
+  if (partitions->cnt == 0) return std::optional<std::string>();
+  if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, partitions.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return absl::UnavailableError(absl::StrCat("cannot read ", topic, ": ", rd_kafka_err2str(e)));
+  }
+  std::optional<std::string> last;
+  int at_end = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (at_end < partitions->cnt) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "reading the checkpoint from ", topic, " took over 30 s; is a transaction of another "
+          "producer still open on it?"));
+    }
+    std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk, 200));
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      ++at_end;
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (absl::string_view(static_cast<const char*>(m->key), m->key_len) == key) {
+      last.emplace(static_cast<const char*>(m->payload), m->len);
+    }
+  }
+  return last;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
+    const SinkConfig& config, absl::string_view transactional_id) {
+  if (config.brokers.empty()) {
+    return absl::InvalidArgumentError(
+        "no Kafka brokers given: pass --brokers=HOST:PORT[,...] or set OUTBOXD_BROKERS");
+  }
+  auto kafka = std::make_unique<RdKafkaTransactional>(config);
+  if (absl::Status s = kafka->Init(transactional_id); !s.ok()) return s;
+  return std::unique_ptr<TransactionalKafka>(std::move(kafka));
+}
+
+}  // namespace outboxd::sink

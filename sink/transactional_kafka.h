@@ -1,0 +1,65 @@
+// TransactionalKafka: the part of Kafka that exactly-once delivery needs —
+// transactions and a read_committed read — behind a small seam, so the
+// recovery logic in TransactionalSink runs on librdkafka in production and on
+// an in-process model of Kafka transactions in tests.
+//
+//   auto kafka = MakeRdKafkaTransactional(config, "outboxd-myslot");
+//   (*kafka)->InitTransactions();                  // fences older producers of the id
+//   (*kafka)->BeginTransaction();
+//   (*kafka)->Send(record);
+//   absl::Status s = (*kafka)->CommitTransaction(); // Aborted: abort, then retry the batch
+//
+// Thread: one owning thread calls every method.
+#ifndef OUTBOXD_SINK_TRANSACTIONAL_KAFKA_H_
+#define OUTBOXD_SINK_TRANSACTIONAL_KAFKA_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sink/kafka_sink.h"
+#include "sink/record.h"
+
+namespace outboxd::sink {
+
+class TransactionalKafka {
+ public:
+  virtual ~TransactionalKafka() = default;
+
+  // Registers the transactional id. Any earlier producer with the same id is
+  // fenced: its open transaction is aborted and it can commit nothing more.
+  virtual absl::Status InitTransactions() = 0;
+
+  // Value of the last committed record with this key (read_committed), or
+  // nullopt when there is none (or the topic does not exist).
+  virtual absl::StatusOr<std::optional<std::string>> ReadLastCommitted(absl::string_view topic,
+                                                                       absl::string_view key) = 0;
+
+  virtual absl::Status BeginTransaction() = 0;
+  // Queues a record in the open transaction. ResourceExhausted: queue full,
+  // nothing queued. OutOfRange: the record is larger than the client allows.
+  virtual absl::Status Send(const Record& record) = 0;
+  // Commits everything sent since BeginTransaction. Aborted: the transaction
+  // must be aborted (and its records sent again); other errors are fatal for
+  // this producer (e.g. fenced by a newer one).
+  virtual absl::Status CommitTransaction() = 0;
+  virtual absl::Status AbortTransaction() = 0;
+
+  // Serves the producer's events, waiting up to timeout_ms.
+  virtual void Poll(int timeout_ms) = 0;
+  // Turns readable when Poll() has something to serve (-1: none).
+  virtual int wakeup_fd() const = 0;
+};
+
+// The librdkafka implementation: a producer with transactional.id (plus
+// outboxd's producer defaults and the user's properties) and a read_committed
+// consumer for ReadLastCommitted.
+absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
+    const SinkConfig& config, absl::string_view transactional_id);
+
+}  // namespace outboxd::sink
+
+#endif  // OUTBOXD_SINK_TRANSACTIONAL_KAFKA_H_

@@ -1,0 +1,127 @@
+// TransactionalSink: exactly-once delivery (--delivery=exactly-once).
+//
+//   auto sink = TransactionalSink::Create(config, std::move(kafka), on_delivery);
+//   Lsn resume = (*sink)->RecoveredPosition();   // replicate from here on
+//   (*sink)->Produce(event, "", ticket);          // inside a Kafka transaction
+//   (*sink)->EndOfTransaction(commit.end_lsn);   // a PostgreSQL transaction ended
+//   (*sink)->StreamIdle();                       // nothing more buffered: commit now
+//
+// One Kafka transaction carries the events of one or more whole PostgreSQL
+// transactions plus a checkpoint record (key = slot, value =
+// outboxd.v1.Checkpoint with the end LSN of the last PostgreSQL transaction in
+// it) on the compacted checkpoint topic. Tickets are acknowledged only when
+// the Kafka transaction commits, so the relay confirms a WAL position to
+// PostgreSQL only after Kafka made it visible to read_committed consumers.
+//
+// Recovery: Create() first fences every older producer of the slot's
+// transactional id (their open transactions are aborted), then reads the last
+// committed checkpoint. The relay resumes replication after it; events of
+// PostgreSQL transactions that committed before it are acknowledged without
+// being sent again. So a crash anywhere — before, during or after a Kafka
+// commit, before or after the LSN reached PostgreSQL — neither loses nor
+// repeats an event for read_committed consumers.
+//
+// Commit policy: at a PostgreSQL transaction boundary, when the batch holds
+// max_batch_events events, when the stream has nothing more buffered
+// (StreamIdle: low latency under light load), or when the batch is
+// max_batch_age old (bounded latency under heavy load).
+//
+// Failures: a commit that fails is aborted and every ticket of the batch is
+// reported Unavailable (the relay rewinds and sends the batch again in a new
+// transaction). A record the broker rejects makes Kafka abort the transaction;
+// the batch then fails the same way.
+//
+// Thread: one owning thread; delivery callbacks run inside its calls.
+#ifndef OUTBOXD_SINK_TRANSACTIONAL_SINK_H_
+#define OUTBOXD_SINK_TRANSACTIONAL_SINK_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "outboxd/lsn.h"
+#include "outboxd/v1/event.pb.h"
+#include "sink/kafka_sink.h"
+#include "sink/transactional_kafka.h"
+
+namespace outboxd::sink {
+
+struct TransactionalConfig {
+  SinkConfig sink;
+  std::string slot = "outboxd";
+  std::string checkpoint_topic = "outboxd.checkpoints";
+  uint64_t max_batch_events = 10000;
+  absl::Duration max_batch_age = absl::Milliseconds(100);
+};
+
+class TransactionalSink {
+ public:
+  using Clock = std::function<absl::Time()>;
+
+  static absl::StatusOr<std::unique_ptr<TransactionalSink>> Create(
+      TransactionalConfig config, std::unique_ptr<TransactionalKafka> kafka,
+      DeliveryCallback on_delivery, Clock clock = absl::Now);
+  // An open transaction is aborted: its events were not acknowledged.
+  ~TransactionalSink();
+
+  // End LSN from the last committed checkpoint (0/0 if none).
+  Lsn RecoveredPosition() const { return recovered_; }
+
+  absl::Status Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
+                       Ticket ticket);
+  void EndOfTransaction(Lsn end_lsn);
+  void StreamIdle();
+  void Poll(int timeout_ms);
+  int wakeup_fd() const { return kafka_->wakeup_fd(); }
+  // Commits a batch that ends at a transaction boundary; aborts one that does
+  // not (its events were never acknowledged and will be read again).
+  absl::Status Flush(absl::Duration timeout);
+  int InFlight() const { return static_cast<int>(batch_events_); }
+
+  // For tests and logs.
+  uint64_t transactions_committed() const { return transactions_committed_; }
+  uint64_t events_skipped() const { return events_skipped_; }
+
+ private:
+  TransactionalSink(TransactionalConfig config, std::unique_ptr<TransactionalKafka> kafka,
+                    DeliveryCallback on_delivery, Clock clock)
+      : config_(std::move(config)),
+        kafka_(std::move(kafka)),
+        on_delivery_(std::move(on_delivery)),
+        clock_(std::move(clock)) {}
+
+  absl::Status Recover();
+  // Commits the open batch (checkpoint record included) and acknowledges it.
+  void Commit();
+  // Aborts the open batch; its tickets are reported with `why`.
+  void Abort(const absl::Status& why);
+  bool AtBoundary() const { return open_ && !inside_pg_transaction_; }
+
+  TransactionalConfig config_;
+  std::unique_ptr<TransactionalKafka> kafka_;
+  DeliveryCallback on_delivery_;
+  Clock clock_;
+  Lsn recovered_;
+
+  bool open_ = false;                   // a Kafka transaction is open
+  bool inside_pg_transaction_ = false;  // events sent since the last EndOfTransaction
+  absl::Time opened_at_;
+  Lsn batch_end_;
+  uint64_t batch_events_ = 0;
+  // Tickets of the batch, run-length encoded: a PostgreSQL transaction's
+  // events share one ticket, so a million-event transaction is one entry.
+  std::vector<std::pair<Ticket, uint64_t>> batch_tickets_;
+
+  uint64_t transactions_committed_ = 0;
+  uint64_t events_skipped_ = 0;
+};
+
+}  // namespace outboxd::sink
+
+#endif  // OUTBOXD_SINK_TRANSACTIONAL_SINK_H_
