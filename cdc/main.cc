@@ -37,6 +37,10 @@ ABSL_FLAG(std::string, brokers, "", "Kafka bootstrap servers, HOST:PORT[,HOST:PO
 ABSL_FLAG(std::string, table, "public.outbox_events", "outbox table, schema.name");
 ABSL_FLAG(std::string, publication, "outboxd", "publication to stream (created if missing)");
 ABSL_FLAG(std::string, slot, "outboxd", "logical replication slot (created if missing)");
+ABSL_FLAG(std::string, source, "table",
+          "where events come from: 'table' (inserts into --table), 'messages' (transactional "
+          "pg_logical_emit_message(true, --message_prefix, json); PostgreSQL 14+) or 'both'");
+ABSL_FLAG(std::string, message_prefix, "outbox", "prefix of the logical decoding messages that are events");
 ABSL_FLAG(std::string, id_column, "id", "column with the event id");
 ABSL_FLAG(std::string, aggregate_type_column, "aggregate_type", "column that routes the topic");
 ABSL_FLAG(std::string, aggregate_id_column, "aggregate_id", "column used as the Kafka key");
@@ -106,7 +110,7 @@ Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
 
 // Flags this binary defines; each may come from OUTBOXD_<NAME>.
 constexpr const char* kOurFlags[] = {
-    "postgres", "brokers", "table", "publication", "slot", "id_column", "aggregate_type_column",
+    "postgres", "brokers", "table", "publication", "slot", "source", "message_prefix", "id_column", "aggregate_type_column",
     "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
     "topic_prefix", "dead_letter_topic", "on_poison", "delivery", "checkpoint_topic",
     "transaction_max_events", "transaction_max_age", "linger_ms", "status_interval", "max_backoff",
@@ -224,6 +228,14 @@ absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
   config.columns.headers = absl::GetFlag(FLAGS_headers_column);
   config.columns.topic = absl::GetFlag(FLAGS_topic_column);
   if (absl::Status s = outboxd::cdc::ValidateSlotName(config.slot); !s.ok()) return s;
+  const std::string source = absl::GetFlag(FLAGS_source);
+  if (source != "table" && source != "messages" && source != "both") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--source='", source, "' is not valid; use table, messages or both"));
+  }
+  config.source.table = source != "messages";
+  config.source.messages = source != "table";
+  config.source.message_prefix = absl::GetFlag(FLAGS_message_prefix);
   return config;
 }
 
@@ -245,10 +257,12 @@ absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& c
   auto conn = outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql);
   if (!conn.ok()) return conn.status();
   if (absl::Status s = outboxd::cdc::CheckServer(conn->get(), config); !s.ok()) return s;
-  if (create_table) {
-    if (absl::Status s = outboxd::cdc::CreateTableIfMissing(conn->get(), config); !s.ok()) return s;
+  if (config.source.table) {  // a messages-only outbox has no table
+    if (create_table) {
+      if (absl::Status s = outboxd::cdc::CreateTableIfMissing(conn->get(), config); !s.ok()) return s;
+    }
+    if (absl::Status s = outboxd::cdc::CheckTable(conn->get(), config); !s.ok()) return s;
   }
-  if (absl::Status s = outboxd::cdc::CheckTable(conn->get(), config); !s.ok()) return s;
   if (absl::Status s = outboxd::cdc::EnsurePublication(conn->get(), config); !s.ok()) return s;
   return outboxd::cdc::EnsureSlot(conn->get(), config);
 }
@@ -259,7 +273,8 @@ int Init() {
   if (!config.ok()) return Fail(config.status(), kExitUsage);
   auto confirmed = PrepareDatabase(*config, /*create_table=*/true);
   if (!confirmed.ok()) return Fail(confirmed.status());
-  std::cout << "ready: table " << config->table.QualifiedName() << ", publication "
+  std::cout << "ready: " << (config->source.table ? "table " + config->table.QualifiedName() : "messages only")
+            << ", publication "
             << config->publication << ", slot " << config->slot << " (confirmed "
             << confirmed->ToString() << ")" << std::endl;
   return 0;

@@ -28,7 +28,7 @@ int ToPollTimeout(absl::Duration d) {
 Relay::Relay(RelayOptions options, EventSink::Factory sink_factory)
     : options_(std::move(options)),
       sink_factory_(std::move(sink_factory)),
-      decoder_(options_.outbox.table, options_.outbox.columns) {
+      decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source) {
   if (pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     stop_pipe_[0] = stop_pipe_[1] = -1;  // Stop() still sets the flag; waits end within a second.
   }
@@ -134,7 +134,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   }
   auto connected = ReplicationStream::Connect({.conninfo = options_.conninfo,
                                                .slot = options_.outbox.slot,
-                                               .publication = options_.outbox.publication});
+                                               .publication = options_.outbox.publication,
+                                               .messages = options_.outbox.source.messages});
   if (!connected.ok()) return connected.status();
   ReplicationStream& stream = **connected;
   // Another relay may have confirmed more while this one waited as a standby;

@@ -68,7 +68,8 @@ absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version
   const std::string command = absl::StrCat(
       "START_REPLICATION SLOT ", QuoteIdentifier(options_.slot), " LOGICAL ", start.ToString(),
       " (proto_version ", QuoteLiteral(absl::StrCat(protocol_version)),
-      ", publication_names ", QuoteLiteral(publications), ")");
+      ", publication_names ", QuoteLiteral(publications),
+      options_.messages ? ", messages 'true'" : "", ")");
   PgResult result(PQexec(conn_.get(), command.c_str()));
   if (PQresultStatus(result.get()) != PGRES_COPY_BOTH) {
     std::string message(absl::StripTrailingAsciiWhitespace(PQresultErrorMessage(result.get())));

@@ -41,6 +41,8 @@ struct StreamOptions {
   std::string conninfo;
   std::string slot = "outboxd";
   std::string publication = "outboxd";
+  // Also stream logical decoding messages (pg_logical_emit_message); PostgreSQL 14+.
+  bool messages = false;
 };
 
 struct StreamItem {

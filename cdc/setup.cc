@@ -50,6 +50,11 @@ absl::Status CheckServer(PGconn* conn, const OutboxConfig& config) {
         "PostgreSQL server version ", version, " is too old; outboxd needs 10 or newer "
         "(logical replication with pgoutput)"));
   }
+  if (config.source.messages && version < 140000) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "PostgreSQL server version ", version, " cannot stream logical decoding messages through "
+        "pgoutput (that needs 14 or newer). Fix: use --source=table, or upgrade PostgreSQL"));
+  }
   auto wal = Query(conn, "SELECT current_setting('wal_level')", {}, "reading wal_level");
   if (!wal.ok()) return wal.status();
   const std::string wal_level = Value(wal->get(), 0, 0).value_or("");
@@ -168,9 +173,13 @@ absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
   if (!pub.ok()) return pub.status();
   const std::string table = config.table.QualifiedName();
   if (PQntuples(pub->get()) == 0) {
+    // Messages need no table: a publication without one still carries them.
     const std::string sql =
-        absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication), " FOR TABLE ",
-                     QualifiedTable(config), " WITH (publish = 'insert')");
+        config.source.table
+            ? absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication),
+                           " FOR TABLE ", QualifiedTable(config), " WITH (publish = 'insert')")
+            : absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication),
+                           " WITH (publish = 'insert')");
     auto created = Query(conn, sql, {}, absl::StrCat("creating publication ", config.publication));
     if (!created.ok()) {
       return absl::PermissionDeniedError(absl::StrCat(
@@ -178,6 +187,7 @@ absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
     }
     return absl::OkStatus();
   }
+  if (!config.source.table) return absl::OkStatus();
   if (Value(pub->get(), 0, 0) != "t") {
     return absl::FailedPreconditionError(absl::StrCat(
         "publication ", config.publication, " does not publish inserts. Fix: ALTER PUBLICATION ",

@@ -28,13 +28,14 @@ struct OutboxConfig {
   decoder::OutboxColumns columns;
   std::string publication = "outboxd";
   std::string slot = "outboxd";
+  decoder::OutboxSource source;
 };
 
 // Slot names are restricted by PostgreSQL to [a-z0-9_], at most 63 bytes.
 absl::Status ValidateSlotName(absl::string_view slot);
 
-// Server version (10+ for pgoutput), wal_level = logical, and a role that may
-// stream (REPLICATION or superuser).
+// Server version (10+ for pgoutput, 14+ for the messages source), wal_level =
+// logical, and a role that may stream (REPLICATION or superuser).
 absl::Status CheckServer(PGconn* conn, const OutboxConfig& config);
 
 // The outbox table exists and has every required column with a usable type.
@@ -44,8 +45,9 @@ absl::Status CheckTable(PGconn* conn, const OutboxConfig& config);
 // (`outboxd init`); an existing table is left as it is.
 absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config);
 
-// Creates the publication (inserts of the outbox table only) if missing;
-// an existing one must publish inserts of the table.
+// Creates the publication (inserts of the outbox table only; no table when the
+// source is messages only) if missing; an existing one must publish inserts of
+// the table when the table is a source.
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config);
 
 // Creates the logical slot (pgoutput) if missing; an existing one must use

@@ -52,8 +52,8 @@ absl::StatusOr<OutboxTable> OutboxTable::Parse(absl::string_view qualified) {
   return table;
 }
 
-OutboxDecoder::OutboxDecoder(OutboxTable table, OutboxColumns columns)
-    : table_(std::move(table)), columns_(std::move(columns)) {}
+OutboxDecoder::OutboxDecoder(OutboxTable table, OutboxColumns columns, OutboxSource source)
+    : table_(std::move(table)), columns_(std::move(columns)), source_(std::move(source)) {}
 
 void OutboxDecoder::Reset() {
   relations_.Clear();
@@ -146,6 +146,11 @@ DecodedEvent OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn)
     out.topic_override.assign(d->value.data(), d->value.size());
   }
 
+  SetSource(event, lsn, table_.QualifiedName());
+  return out;
+}
+
+void OutboxDecoder::SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view origin) const {
   v1::SourcePosition* source = event.mutable_source();
   source->set_commit_lsn(begin_.final_lsn.value());
   source->set_event_lsn(lsn.value());
@@ -159,7 +164,60 @@ DecodedEvent OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn)
   }
   source->mutable_commit_time()->set_seconds(seconds + kPgEpochUnixSeconds);
   source->mutable_commit_time()->set_nanos(static_cast<int32_t>(remainder * 1000));
-  source->set_table(table_.QualifiedName());
+  source->set_table(std::string(origin));
+}
+
+DecodedEvent OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage& message) const {
+  DecodedEvent out;
+  v1::OutboxEvent& event = out.event;
+  SetSource(event, message.lsn, absl::StrCat("message:", message.prefix));
+  google::protobuf::Struct content;
+  if (!google::protobuf::util::JsonStringToMessage(std::string(message.content), &content).ok()) {
+    out.dead_letter_reason = "message content is not a JSON object";
+    event.set_id(message.lsn.ToString());
+    event.set_payload(message.content.data(), message.content.size());
+    return out;
+  }
+  const auto& fields = content.fields();
+  // A string field, or a number printed as text (ids are often numeric).
+  auto text = [&](absl::string_view name, std::string* target) {
+    auto it = fields.find(std::string(name));
+    if (it == fields.end()) return false;
+    if (it->second.kind_case() == google::protobuf::Value::kStringValue) {
+      *target = it->second.string_value();
+      return true;
+    }
+    if (it->second.kind_case() == google::protobuf::Value::kNumberValue) {
+      *target = absl::StrCat(it->second.number_value());
+      return true;
+    }
+    return false;
+  };
+  if (!text("id", event.mutable_id())) event.set_id(message.lsn.ToString());
+  for (const auto& [name, target] : {std::pair{"aggregate_type", event.mutable_aggregate_type()},
+                                     std::pair{"aggregate_id", event.mutable_aggregate_id()},
+                                     std::pair{"event_type", event.mutable_event_type()}}) {
+    if (!text(name, target) && out.dead_letter_reason.empty()) {
+      out.dead_letter_reason = absl::StrCat("message content has no string \"", name, "\"; it is required");
+    }
+  }
+  if (auto it = fields.find("payload"); it != fields.end()) {
+    std::string payload;
+    (void)google::protobuf::util::MessageToJsonString(it->second, &payload);
+    event.set_payload(std::move(payload));
+  }
+  if (auto it = fields.find("headers"); it != fields.end()) {
+    if (it->second.kind_case() != google::protobuf::Value::kStructValue) {
+      if (out.dead_letter_reason.empty()) out.dead_letter_reason = "message \"headers\" is not a JSON object";
+    } else {
+      for (const auto& [key, value] : it->second.struct_value().fields()) {
+        if (value.kind_case() == google::protobuf::Value::kStringValue) {
+          (*event.mutable_headers())[key] = value.string_value();
+        }
+      }
+    }
+  }
+  text("topic", &out.topic_override);
   return out;
 }
 
@@ -169,6 +227,10 @@ absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message&
   } else if (const auto* relation = std::get_if<pgoutput::Relation>(&message)) {
     const pgoutput::Relation& stored = relations_.Update(*relation);
     if (absl::Status s = OnRelation(stored); !s.ok()) return s;
+  } else if (const auto* logical = std::get_if<pgoutput::LogicalMessage>(&message)) {
+    if (source_.messages && logical->transactional && logical->prefix == source_.message_prefix) {
+      return MakeEventFromMessage(*logical);
+    }
   } else if (const auto* insert = std::get_if<pgoutput::Insert>(&message)) {
     if (outbox_oid_ != insert->relation_oid) {
       if (relations_.Find(insert->relation_oid) == nullptr) {
@@ -178,6 +240,7 @@ absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message&
       }
       return std::nullopt;  // another table in the publication
     }
+    if (!source_.table) return std::nullopt;
     return MakeEvent(insert->new_tuple, lsn);
   }
   return std::nullopt;

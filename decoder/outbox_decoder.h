@@ -7,9 +7,16 @@
 //     if (*ev)       -> produce (*ev)->event
 //
 // Only INSERTs into the configured table become events; UPDATE, DELETE and
-// other tables are ignored. A row that cannot be routed (a NULL id, aggregate
-// type, aggregate id or event type; headers that are not a JSON object) still
-// becomes an event, marked with dead_letter_reason, so nothing is dropped.
+// other tables are ignored. With OutboxSource::messages, so do transactional
+// logical decoding messages with the configured prefix, whose content is a
+// JSON object: {"aggregate_type", "aggregate_id", "event_type", "payload",
+// optional "id" (default: the message's LSN, stable across redeliveries),
+// "headers" (object of strings), "topic"}. Non-transactional messages are
+// ignored: they are not part of a transaction that could roll back.
+// A row or message that cannot be routed (a NULL/missing id, aggregate type,
+// aggregate id or event type; headers that are not a JSON object; content
+// that is not JSON) still becomes an event, marked with dead_letter_reason,
+// so nothing is dropped.
 //
 // Thread: owned by the stream thread; not thread-safe.
 #ifndef OUTBOXD_DECODER_OUTBOX_DECODER_H_
@@ -48,6 +55,14 @@ struct OutboxColumns {
   std::string topic = "topic";
 };
 
+// Where events come from: INSERTs into the outbox table, transactional
+// logical decoding messages (pg_logical_emit_message(true, prefix, json)), or both.
+struct OutboxSource {
+  bool table = true;
+  bool messages = false;
+  std::string message_prefix = "outbox";
+};
+
 struct DecodedEvent {
   v1::OutboxEvent event;
   std::string topic_override;      // The row's topic column, when set.
@@ -56,7 +71,7 @@ struct DecodedEvent {
 
 class OutboxDecoder {
  public:
-  OutboxDecoder(OutboxTable table, OutboxColumns columns);
+  OutboxDecoder(OutboxTable table, OutboxColumns columns, OutboxSource source = {});
 
   // lsn: the WAL position of the XLogData that carried the message.
   absl::StatusOr<std::optional<DecodedEvent>> Decode(const Message& message, Lsn lsn);
@@ -74,9 +89,12 @@ class OutboxDecoder {
 
   absl::Status OnRelation(const pgoutput::Relation& relation);
   DecodedEvent MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn) const;
+  DecodedEvent MakeEventFromMessage(const pgoutput::LogicalMessage& message) const;
+  void SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view origin) const;
 
   OutboxTable table_;
   OutboxColumns columns_;
+  OutboxSource source_;
   RelationCache relations_;
   std::optional<pgoutput::Oid> outbox_oid_;
   ColumnMap map_;
