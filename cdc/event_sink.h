@@ -45,6 +45,10 @@ class EventSink {
   // A position the sink itself knows to be delivered (its own checkpoint),
   // read when it was created; replication resumes after it. 0/0 if none.
   virtual Lsn RecoveredPosition() const { return Lsn(); }
+
+  // For status and metrics.
+  virtual uint64_t DeadLettered() const { return 0; }  // events routed to the dead-letter topic
+  virtual bool Reachable() const { return true; }       // false while every broker is down
 };
 
 }  // namespace outboxd::cdc

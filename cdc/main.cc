@@ -292,6 +292,8 @@ class KafkaEventSink : public outboxd::cdc::EventSink {
   int wakeup_fd() const override { return sink_->wakeup_fd(); }
   absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
   int InFlight() const override { return sink_->InFlight(); }
+  uint64_t DeadLettered() const override { return sink_->DeadLettered(); }
+  bool Reachable() const override { return sink_->BrokersReachable(); }
 
  private:
   std::unique_ptr<outboxd::sink::KafkaSink> sink_;
@@ -313,6 +315,7 @@ class TransactionalEventSink : public outboxd::cdc::EventSink {
   void EndOfTransaction(outboxd::Lsn end_lsn) override { sink_->EndOfTransaction(end_lsn); }
   void StreamIdle() override { sink_->StreamIdle(); }
   outboxd::Lsn RecoveredPosition() const override { return sink_->RecoveredPosition(); }
+  uint64_t DeadLettered() const override { return sink_->dead_lettered(); }
 
  private:
   std::unique_ptr<outboxd::sink::TransactionalSink> sink_;

@@ -25,10 +25,11 @@ int ToPollTimeout(absl::Duration d) {
 
 }  // namespace
 
-Relay::Relay(RelayOptions options, EventSink::Factory sink_factory)
+Relay::Relay(RelayOptions options, EventSink::Factory sink_factory, RelayStats* stats)
     : options_(std::move(options)),
       sink_factory_(std::move(sink_factory)),
-      decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source) {
+      decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source),
+      stats_(stats != nullptr ? stats : &own_stats_) {
   if (pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     stop_pipe_[0] = stop_pipe_[1] = -1;  // Stop() still sets the flag; waits end within a second.
   }
@@ -41,8 +42,10 @@ Relay::~Relay() {
   }
 }
 
-void Relay::Stop() {
-  stop_.store(true);
+void Relay::Stop() { Stop(true); }
+
+void Relay::Stop(bool stop) {
+  if (stop) stop_.store(true);
   if (stop_pipe_[1] >= 0) {
     const char byte = 1;
     [[maybe_unused]] ssize_t n = write(stop_pipe_[1], &byte, 1);
@@ -61,6 +64,7 @@ bool Relay::WaitUnlessStopped(absl::Duration d) {
 }
 
 absl::Status Relay::MakeSink() {
+  if (sink_) dead_lettered_by_old_sinks_ += sink_->DeadLettered();
   sink_.reset();
   const uint64_t generation = ++sink_generation_;
   auto sink = sink_factory_([this, generation](uint64_t ticket, const absl::Status& status) {
@@ -75,8 +79,12 @@ absl::Status Relay::MakeSink() {
 void Relay::OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status& status) {
   if (generation != sink_generation_) return;  // a report from a producer we dropped
   if (status.ok()) {
+    if (const int64_t committed = tracker_.CommitTimeOf(ticket); committed > 0) {
+      stats_->ObserveCommitToAck(std::max(0.0, (absl::ToUnixMicros(absl::Now()) - committed) / 1e6));
+    }
     tracker_.Ack(ticket);
     ++delivered_;
+    stats_->events_delivered.fetch_add(1, std::memory_order_relaxed);
   } else if (delivery_failure_.ok()) {
     delivery_failure_ = status;
   }
@@ -94,13 +102,16 @@ absl::Status Relay::Run(Lsn start) {
       LogWarning(absl::StrCat("rewinding: ", delivery_failure_.message(),
                               "; restarting replication from the confirmed position ",
                               tracker_.SafeLsn().ToString(), " with a fresh producer"));
+      stats_->rewinds.fetch_add(1);
       tracker_.Reset();
       pending_.reset();
       if (absl::Status s = MakeSink(); !s.ok()) return s;
       backoff = options_.initial_backoff;
       continue;
     }
+    stats_->postgres_connected.store(false);
     if (end.ok()) {  // kReconnect: the session was up, start the backoff afresh
+      stats_->reconnects.fetch_add(1);
       backoff = options_.initial_backoff;
     } else if (IsSlotBusy(end.status())) {
       if (!waiting_as_standby) {
@@ -144,6 +155,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   tracker_.AdvanceConfirmed(sink_->RecoveredPosition());
   const Lsn start = tracker_.LastReceivedLsn();
   if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
+  stats_->postgres_connected.store(true);
+  stats_->set_server_version(stream.server_version());
   decoder_.Reset();
 
   LogInfo(absl::StrCat(logged_start_ ? "reconnected: " : "", "streaming slot ", options_.outbox.slot,
@@ -175,6 +188,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
       blocked = !*produced;
     }
 
+    // Paused: hold the stream like a full sink would, everything else goes on.
+    if (stats_->paused.load()) blocked = true;
     bool drained = false;
     for (int n = 0; !blocked && n < kMaxReadBatch; ++n) {
       absl::StatusOr<StreamItem> item = stream.Read();
@@ -184,6 +199,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
         break;
       }
       received = std::max(received, item->lsn);
+      stats_->server_wal_end.store(std::max(stats_->server_wal_end.load(), item->wal_end.value()));
       if (item->kind == StreamItem::kKeepalive) {
         tracker_.ObserveServerPosition(item->lsn);
         // The walsender asks when it needs an answer (timeouts, shutdown): at once.
@@ -203,6 +219,9 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
         return reconnect(s);
       }
       next_status = now + options_.status_interval;
+      stats_->confirmed_lsn.store(tracker_.SafeLsn().value());
+      stats_->received_lsn.store(received.value());
+      PublishGauges();
     }
     MaybeLogProgress(now, received);
 
@@ -232,7 +251,11 @@ absl::Status Relay::HandleData(const StreamItem& item) {
                                             "; nothing past it was confirmed. Please report this "
                                             "with `outboxd peek` output around that position"));
   }
-  if (std::holds_alternative<decoder::pgoutput::Begin>(*message)) tracker_.BeginTransaction();
+  if (const auto* begin = std::get_if<decoder::pgoutput::Begin>(&*message)) {
+    // PostgreSQL counts microseconds from 2000-01-01; metrics use the Unix epoch.
+    constexpr int64_t kPgEpochUnixMicros = 946684800LL * 1000000;
+    tracker_.BeginTransaction(begin->commit_time + kPgEpochUnixMicros);
+  }
   if (const auto* commit = std::get_if<decoder::pgoutput::Commit>(&*message)) {
     if (!tracker_.InTransaction()) return absl::DataLossError("Commit without Begin in the stream");
     tracker_.CommitTransaction(commit->end_lsn);
@@ -258,6 +281,7 @@ absl::Status Relay::HandleData(const StreamItem& item) {
                             " goes to the dead-letter topic ", options_.dead_letter_topic, ": ",
                             ev.dead_letter_reason));
     (*ev.event.mutable_headers())["outboxd.dead_letter.reason"] = ev.dead_letter_reason;
+    ++dead_lettered_;
     ev.topic_override = options_.dead_letter_topic;
   }
   return ProducePending().status();
@@ -286,6 +310,14 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
   }
   stream.Finish();
   return SessionEnd::kStopped;
+}
+
+void Relay::PublishGauges() {
+  stats_->events_in_flight.store(tracker_.EventsInFlight());
+  stats_->oldest_unacked_commit_unix_micros.store(tracker_.OldestUnackedCommitTime());
+  stats_->events_dead_lettered.store(dead_lettered_ + dead_lettered_by_old_sinks_ +
+                                     (sink_ ? sink_->DeadLettered() : 0));
+  if (sink_) stats_->kafka_reachable.store(sink_->Reachable());
 }
 
 void Relay::MaybeLogProgress(absl::Time now, Lsn received) {

@@ -37,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cdc/event_sink.h"
+#include "cdc/relay_stats.h"
 #include "cdc/replication_stream.h"
 #include "cdc/setup.h"
 #include "checkpoint/ack_tracker.h"
@@ -62,7 +63,8 @@ struct RelayOptions {
 
 class Relay {
  public:
-  Relay(RelayOptions options, EventSink::Factory sink_factory);
+  // stats: where the relay publishes its counters (nullptr: kept internally).
+  Relay(RelayOptions options, EventSink::Factory sink_factory, RelayStats* stats = nullptr);
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -71,6 +73,13 @@ class Relay {
   absl::Status Run(Lsn start);
   // Async-signal-safe.
   void Stop();
+  // Stop / go on reading the stream; the replication connection stays up and
+  // status updates keep flowing while paused. Any thread.
+  void Pause() { stats_->paused.store(true); }
+  void Resume() {
+    stats_->paused.store(false);
+    Stop(false);
+  }
 
   // For tests and status: what has been confirmed so far.
   Lsn ConfirmedLsn() const { return tracker_.SafeLsn(); }
@@ -91,6 +100,10 @@ class Relay {
   SessionEnd Shutdown(ReplicationStream& stream, Lsn received);
   void OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status& status);
   void MaybeLogProgress(absl::Time now, Lsn received);
+  // Refreshes the gauges in stats_ (stream thread).
+  void PublishGauges();
+  // Wakes the loop; with stop, also asks it to end.
+  void Stop(bool stop);
   // Sleeps up to d; false if Stop() was called meanwhile.
   bool WaitUnlessStopped(absl::Duration d);
 
@@ -104,6 +117,11 @@ class Relay {
   decoder::PgOutputParser parser_;
   decoder::OutboxDecoder decoder_;
   std::optional<PendingEvent> pending_;
+
+  RelayStats own_stats_;
+  RelayStats* stats_;
+  uint64_t dead_lettered_ = 0;            // by the relay itself (unroutable rows)
+  uint64_t dead_lettered_by_old_sinks_ = 0;  // by sinks dropped in a rewind
 
   std::atomic<bool> stop_{false};
   int stop_pipe_[2] = {-1, -1};

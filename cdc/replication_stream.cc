@@ -116,6 +116,7 @@ absl::StatusOr<StreamItem> ReplicationStream::Read() {
     }
     item.kind = StreamItem::kData;
     item.lsn = Lsn(*start);
+    item.wal_end = Lsn(*end);
     item.payload = absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(raw) + reader.offset(),
                                              reader.remaining());
     return item;
@@ -129,6 +130,7 @@ absl::StatusOr<StreamItem> ReplicationStream::Read() {
     }
     item.kind = StreamItem::kKeepalive;
     item.lsn = Lsn(*end);
+    item.wal_end = Lsn(*end);
     item.reply_requested = *reply != 0;
     return item;
   }

@@ -49,6 +49,7 @@ struct StreamItem {
   enum Kind { kNone, kData, kKeepalive };
   Kind kind = kNone;
   Lsn lsn;              // kData: WAL start of the message; kKeepalive: server WAL end.
+  Lsn wal_end;          // The server's WAL end when it sent this (for lag).
   bool reply_requested = false;
   absl::Span<const uint8_t> payload;  // kData: one pgoutput message; valid until the next Read().
 };

@@ -5,16 +5,29 @@
 
 namespace outboxd::checkpoint {
 
-void AckTracker::BeginTransaction() {
+void AckTracker::BeginTransaction(int64_t commit_time_micros) {
   if (open_) AbandonOpenTransaction();
   open_ = true;
   open_has_entry_ = false;
+  open_commit_time_ = commit_time_micros;
+}
+
+int64_t AckTracker::CommitTimeOf(Ticket ticket) const {
+  if (ticket < front_ticket_ || ticket - front_ticket_ >= entries_.size()) return 0;
+  return entries_[ticket - front_ticket_].commit_time_micros;
+}
+
+int64_t AckTracker::OldestUnackedCommitTime() const {
+  for (const Entry& e : entries_) {
+    if (e.pending > 0) return e.commit_time_micros;
+  }
+  return 0;
 }
 
 AckTracker::Ticket AckTracker::AddEvent() {
   assert(open_ && "AddEvent outside a transaction");
   if (!open_has_entry_) {
-    entries_.push_back(Entry{});
+    entries_.push_back(Entry{.commit_time_micros = open_commit_time_});
     open_has_entry_ = true;
   }
   ++entries_.back().pending;

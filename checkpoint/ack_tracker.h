@@ -43,8 +43,9 @@ class AckTracker {
   explicit AckTracker(Lsn confirmed = Lsn()) : safe_(confirmed) {}
 
   // A Begin arrived. A Begin while a transaction is open means the server
-  // resent it (a reconnect): the open one is abandoned first.
-  void BeginTransaction();
+  // resent it (a reconnect): the open one is abandoned first. commit_time is
+  // the transaction's commit time (µs since the Unix epoch), kept for metrics.
+  void BeginTransaction(int64_t commit_time_micros = 0);
   // An event of the open transaction goes to Kafka; Ack(ticket) when acknowledged.
   Ticket AddEvent();
   // The open transaction's Commit arrived; end_lsn is the position to confirm.
@@ -70,11 +71,16 @@ class AckTracker {
   Lsn LastReceivedLsn() const { return last_received_; }
   bool InTransaction() const { return open_; }
   uint64_t EventsInFlight() const { return events_in_flight_; }
+  // Commit time of the transaction a ticket belongs to (0 if unknown or done).
+  int64_t CommitTimeOf(Ticket ticket) const;
+  // Commit time of the oldest transaction with unacknowledged events (0: none).
+  int64_t OldestUnackedCommitTime() const;
   size_t TransactionsInFlight() const { return entries_.size(); }
 
  private:
   struct Entry {
     uint64_t pending = 0;  // Events handed out and not yet acknowledged.
+    int64_t commit_time_micros = 0;
     Lsn end_lsn;           // Position this transaction (and folded ones) confirms.
     bool committed = false;
   };
@@ -89,6 +95,7 @@ class AckTracker {
   Ticket front_ticket_ = 0;
   bool open_ = false;
   bool open_has_entry_ = false;
+  int64_t open_commit_time_ = 0;
   Lsn safe_;
   Lsn last_received_;
   uint64_t events_in_flight_ = 0;

@@ -114,6 +114,7 @@ class RdKafkaSink final : public KafkaSink {
   int InFlight() const override {
     return records_in_flight_ + static_cast<int>(pending_dead_letters_.size());
   }
+  uint64_t DeadLettered() const override { return dead_lettered_; }
   bool BrokersReachable() const override {
     return brokers_reachable_.load(std::memory_order_relaxed);
   }
@@ -148,6 +149,7 @@ class RdKafkaSink final : public KafkaSink {
   const DeliveryCallback on_delivery_;
   int64_t message_max_bytes_ = 0;
   std::deque<DeadLetter> pending_dead_letters_;
+  uint64_t dead_lettered_ = 0;
   // Records librdkafka accepted and has not reported yet. Counted here rather
   // than with rd_kafka_outq_len(), which also counts queued error events and
   // so overstates what is in flight while brokers are down.
@@ -226,6 +228,7 @@ absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_vie
                             ": ", record.dead_letter_reason));
   }
   rd_kafka_resp_err_t err = ProduceRecord(record, ticket);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR && !record.dead_letter_reason.empty()) ++dead_lettered_;
   if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && record.dead_letter_reason.empty()) {
     const std::string reason = absl::StrCat(
         "record of ", record.ByteSize(), " bytes exceeds message.max.bytes=", message_max_bytes_,
@@ -234,6 +237,7 @@ absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_vie
     LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
                             config_.dead_letter_topic, " without its payload: ", reason));
     err = ProduceRecord(DeadLetterCopy(record, reason, /*strip_payload=*/true, config_), ticket);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) ++dead_lettered_;
   }
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
@@ -409,6 +413,7 @@ void RdKafkaSink::OnDelivery(const rd_kafka_message_t& message) {
           : absl::StrCat("Kafka rejected the record: ", DeliveryError(message));
   LogWarning(absl::StrCat("record for topic ", topic_name, " goes to dead-letter topic ",
                           config_.dead_letter_topic, ": ", reason));
+  ++dead_lettered_;
   SendDeadLetter(DeadLetter{ticket, DeadLetterCopy(rejected, reason, IsSizeError(err), config_)});
 }
 

@@ -87,6 +87,9 @@ class KafkaSink {
   // Records queued or in flight, not yet reported.
   virtual int InFlight() const = 0;
 
+  // Events routed to the dead-letter topic so far.
+  virtual uint64_t DeadLettered() const = 0;
+
   // False once librdkafka reported every broker down; true again after the
   // next successful delivery (and before the first failure).
   virtual bool BrokersReachable() const = 0;

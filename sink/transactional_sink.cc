@@ -69,7 +69,8 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
     opened_at_ = clock_();
   }
   absl::Status sent = kafka_->Send(record);
-  if (absl::IsOutOfRange(sent) && record.dead_letter_reason.empty()) {
+  const bool too_large = absl::IsOutOfRange(sent) && record.dead_letter_reason.empty();
+  if (too_large) {
     const std::string reason = absl::StrCat(
         "record of ", record.ByteSize(), " bytes exceeds message.max.bytes; raise it on the "
         "broker and in --kafka_property=message.max.bytes=...");
@@ -82,6 +83,7 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
     sent = kafka_->Send(DeadLetterCopy(record, reason, /*strip_payload=*/true, config_.sink));
   }
   if (!sent.ok()) return sent;  // ResourceExhausted included: the caller retries
+  if (too_large || !record.dead_letter_reason.empty()) ++dead_lettered_;
   inside_pg_transaction_ = true;
   ++batch_events_;
   if (!batch_tickets_.empty() && batch_tickets_.back().first == ticket) {

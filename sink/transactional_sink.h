@@ -87,6 +87,7 @@ class TransactionalSink {
   // For tests and logs.
   uint64_t transactions_committed() const { return transactions_committed_; }
   uint64_t events_skipped() const { return events_skipped_; }
+  uint64_t dead_lettered() const { return dead_lettered_; }
 
  private:
   TransactionalSink(TransactionalConfig config, std::unique_ptr<TransactionalKafka> kafka,
@@ -120,6 +121,7 @@ class TransactionalSink {
 
   uint64_t transactions_committed_ = 0;
   uint64_t events_skipped_ = 0;
+  uint64_t dead_lettered_ = 0;
 };
 
 }  // namespace outboxd::sink
