@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "cdc/event_sink.h"
+#include "cdc/peek.h"
 #include "cdc/pg_connection.h"
 #include "cdc/relay.h"
 #include "cdc/setup.h"
@@ -86,6 +87,8 @@ ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
           "tail: exit (status 1) if --limit events have not arrived within this time (0: wait)");
 // status.
 ABSL_FLAG(std::string, admin, "127.0.0.1:7700", "status: address of a running relay's admin API");
+// peek.
+ABSL_FLAG(std::string, end_lsn, "", "peek: stop once the stream reaches this LSN (X/Y)");
 
 namespace {
 
@@ -100,7 +103,9 @@ commands:
           --postgres --brokers [--table --publication --slot --kafka_property=k=v ...]
   tail    print events from Kafka as JSON lines
           --brokers --topic [--from=beginning|end --limit=N]
-  peek    print the decoded replication stream as JSON lines (not built yet)
+  peek    print the decoded replication stream as JSON lines; confirms nothing
+          --postgres [--slot (default: a temporary slot from now) --publication
+          --end_lsn=X/Y --limit=N]
   status  ask a running relay for its status (not built yet)
 
 Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
@@ -114,7 +119,7 @@ constexpr const char* kOurFlags[] = {
     "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
     "topic_prefix", "dead_letter_topic", "on_poison", "delivery", "checkpoint_topic",
     "transaction_max_events", "transaction_max_age", "linger_ms", "status_interval", "max_backoff",
-    "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin"};
+    "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin", "end_lsn"};
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
@@ -416,6 +421,39 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   return result.ok() ? 0 : Fail(result);
 }
 
+// Whether --name was given on the command line (absl 20220623 keeps its own
+// record of that private).
+bool GivenOnCommandLine(const std::vector<char*>& args, absl::string_view name) {
+  for (const char* arg : args) {
+    absl::string_view a = arg;
+    if ((absl::ConsumePrefix(&a, "--") || absl::ConsumePrefix(&a, "-")) &&
+        (a == name || absl::StartsWith(a, absl::StrCat(name, "=")))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int PeekCommand(const std::vector<char*>& args) {
+  if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
+  outboxd::cdc::PeekOptions options;
+  options.conninfo = absl::GetFlag(FLAGS_postgres);
+  options.publication = absl::GetFlag(FLAGS_publication);
+  // The relay's slot only when asked for: by default peek looks at what
+  // happens from now on, in a temporary slot of its own.
+  if (getenv("OUTBOXD_SLOT") != nullptr || GivenOnCommandLine(args, "slot")) {
+    options.slot = absl::GetFlag(FLAGS_slot);
+  }
+  if (const std::string end = absl::GetFlag(FLAGS_end_lsn); !end.empty()) {
+    auto lsn = outboxd::Lsn::Parse(end);
+    if (!lsn.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat("--end_lsn: ", lsn.status().message())), kExitUsage);
+    options.end_lsn = *lsn;
+  }
+  options.limit = absl::GetFlag(FLAGS_limit);
+  absl::Status result = outboxd::cdc::Peek(options, std::cout, g_stop_requested);
+  return result.ok() ? 0 : Fail(result);
+}
+
 int Tail() {
   if (absl::Status s = RequireBrokers(); !s.ok()) return Fail(s, kExitUsage);
   outboxd::sink::TailOptions options;
@@ -473,7 +511,8 @@ int main(int argc, char** argv) {
   if (command == "init") return Init();
   if (command == "run") return Run(kafka_properties);
   if (command == "tail") return Tail();
-  if (command == "peek" || command == "status") {
+  if (command == "peek") return PeekCommand(*rest);
+  if (command == "status") {
     return Fail(absl::UnimplementedError(absl::StrCat(
                     "`outboxd ", command, "` is not built yet in this version")),
                 kExitUsage);

@@ -154,6 +154,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
   tracker_.AdvanceConfirmed(sink_->RecoveredPosition());
   const Lsn start = tracker_.LastReceivedLsn();
+  parser_ = decoder::PgOutputParser(PgOutputProtocolFor(stream.server_version_num()));
   if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
   stats_->postgres_connected.store(true);
   stats_->set_server_version(stream.server_version());
@@ -162,7 +163,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   LogInfo(absl::StrCat(logged_start_ ? "reconnected: " : "", "streaming slot ", options_.outbox.slot,
                        " (publication ", options_.outbox.publication, ", table ",
                        options_.outbox.table.QualifiedName(), ") from PostgreSQL ",
-                       stream.server_version(), " at ", RedactConnInfo(options_.conninfo),
+                       stream.server_version(), " (pgoutput protocol ", parser_.protocol_version(),
+                       ") at ", RedactConnInfo(options_.conninfo),
                        ", starting after ", start.ToString(), ", confirmed ",
                        tracker_.SafeLsn().ToString(), "; events go to ", options_.sink_description));
   logged_start_ = true;

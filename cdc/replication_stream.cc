@@ -33,6 +33,13 @@ std::string ConnectionMessage(PGconn* conn) {
 
 }  // namespace
 
+int PgOutputProtocolFor(int server_version_num) {
+  if (server_version_num >= 160000) return 4;
+  if (server_version_num >= 150000) return 3;
+  if (server_version_num >= 140000) return 2;
+  return 1;
+}
+
 bool IsSlotBusy(const absl::Status& status) {
   return absl::IsUnavailable(status) && absl::StrContains(status.message(), kSlotBusyMarker);
 }
@@ -49,6 +56,12 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
   if (!system.ok()) {
     return absl::UnavailableError(absl::StrCat(system.status().message(),
         ". Fix: the role needs REPLICATION and pg_hba.conf must allow its replication connection"));
+  }
+  if (options.temporary_slot) {
+    auto created = Query(c, absl::StrCat("CREATE_REPLICATION_SLOT ", QuoteIdentifier(options.slot),
+                                         " TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT"),
+                         {}, "creating a temporary replication slot");
+    if (!created.ok()) return absl::UnavailableError(created.status().message());
   }
   auto confirmed = SlotConfirmedLsn(c, options.slot);
   if (!confirmed.ok()) {
@@ -69,7 +82,8 @@ absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version
       "START_REPLICATION SLOT ", QuoteIdentifier(options_.slot), " LOGICAL ", start.ToString(),
       " (proto_version ", QuoteLiteral(absl::StrCat(protocol_version)),
       ", publication_names ", QuoteLiteral(publications),
-      options_.messages ? ", messages 'true'" : "", ")");
+      // Older servers reject the option; the relay refuses --source=messages there.
+      options_.messages && server_version_num() >= 140000 ? ", messages 'true'" : "", ")");
   PgResult result(PQexec(conn_.get(), command.c_str()));
   if (PQresultStatus(result.get()) != PGRES_COPY_BOTH) {
     std::string message(absl::StripTrailingAsciiWhitespace(PQresultErrorMessage(result.get())));

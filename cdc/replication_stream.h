@@ -41,9 +41,17 @@ struct StreamOptions {
   std::string conninfo;
   std::string slot = "outboxd";
   std::string publication = "outboxd";
-  // Also stream logical decoding messages (pg_logical_emit_message); PostgreSQL 14+.
+  // Also stream logical decoding messages (pg_logical_emit_message), where the
+  // server can (PostgreSQL 14+).
   bool messages = false;
+  // Create `slot` as a temporary slot (gone when the connection closes).
+  bool temporary_slot = false;
 };
+
+// The newest pgoutput protocol version a server speaks: 14 → 2, 15 → 3,
+// 16+ → 4, older → 1. Without streaming or two-phase options the later
+// versions send the same messages as version 1.
+int PgOutputProtocolFor(int server_version_num);
 
 struct StreamItem {
   enum Kind { kNone, kData, kKeepalive };
@@ -83,6 +91,7 @@ class ReplicationStream {
   Lsn slot_confirmed() const { return slot_confirmed_; }
   Lsn start_lsn() const { return start_; }
   const std::string& server_version() const { return server_version_; }
+  int server_version_num() const { return PQserverVersion(conn_.get()); }
 
  private:
   ReplicationStream(PgConn conn, StreamOptions options)
