@@ -52,6 +52,9 @@ on stdin is one command, answered by one line on stdout, "ok" or "error: ...":
   up <broker_id>              accept connections again
   down all | up all           the same for every broker
   topic <name> <partitions>   create a topic (replication factor min(N, 3))
+  error produce <code> <count>
+                              the next <count> Produce requests (any broker) fail
+                              with Kafka error <code> (e.g. 10 MESSAGE_TOO_LARGE)
   quit                        destroy the cluster and exit 0
 
 End of input on stdin does not stop the cluster (so it can run with stdin from
@@ -133,8 +136,26 @@ class Controller {
       std::string error = CreateTopic(words[1], words[2]);
       return error.empty() ? "ok" : absl::StrCat("error: ", error);
     }
+    if (words[0] == "error" && words.size() == 4 && words[1] == "produce") {
+      int code = 0;
+      int count = 0;
+      if (!absl::SimpleAtoi(words[2], &code) || code <= 0) {
+        return absl::StrCat("error: bad Kafka error code '", words[2], "'");
+      }
+      if (!absl::SimpleAtoi(words[3], &count) || count < 1) {
+        return absl::StrCat("error: bad count '", words[3], "'");
+      }
+      // One error per request; the mock cluster answers the next `count` Produce requests
+      // (API key 0) on any broker with it, whole request, every partition in it.
+      std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count),
+                                              static_cast<rd_kafka_resp_err_t>(code));
+      rd_kafka_mock_push_request_errors_array(cluster_, /*ApiKey Produce=*/0, errors.size(),
+                                              errors.data());
+      return "ok";
+    }
     return absl::StrCat("error: unknown command '", line,
-                        "' (expected down|up <id|all>, topic <name> <partitions>, quit)");
+                        "' (expected down|up <id|all>, topic <name> <partitions>, "
+                        "error produce <code> <count>, quit)");
   }
 
  private:
