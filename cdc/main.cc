@@ -362,6 +362,14 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
                 kExitUsage);
   }
   sink_config.stop_on_poison = on_poison == "stop";
+  for (const auto& [name, value] : kafka_properties) {
+    if ((name == "message.timeout.ms" || name == "delivery.timeout.ms") && value != "0") {
+      outboxd::LogWarning(absl::StrCat(
+          "--kafka_property=", name, "=", value, ": an outage longer than that makes outboxd "
+          "rewind and send again; nothing is lost, but in at-least-once mode an event that timed "
+          "out can then arrive after later events of its aggregate. The default (0) waits instead"));
+    }
+  }
   const std::string delivery = absl::GetFlag(FLAGS_delivery);
   if (delivery != "at-least-once" && delivery != "exactly-once") {
     return Fail(absl::InvalidArgumentError(absl::StrCat(

@@ -150,6 +150,7 @@ class RdKafkaSink final : public KafkaSink {
   int64_t message_max_bytes_ = 0;
   std::deque<DeadLetter> pending_dead_letters_;
   uint64_t dead_lettered_ = 0;
+  bool purged_ = false;  // after the first failed delivery: this producer is done
   // Records librdkafka accepted and has not reported yet. Counted here rather
   // than with rd_kafka_outq_len(), which also counts queued error events and
   // so overstates what is in flight while brokers are down.
@@ -363,6 +364,13 @@ void RdKafkaSink::OnDelivery(const rd_kafka_message_t& message) {
   }
   const bool is_dead_letter = config_.dead_letter_topic == topic_name;
   if (!IsPermanentRecordError(err) || is_dead_letter) {
+    // The owner will rewind and send everything from this record on again.
+    // Records still queued behind it must not reach Kafka first: drop them
+    // now (a record already in flight cannot be called back).
+    if (err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && !purged_) {
+      purged_ = true;
+      rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE);
+    }
     on_delivery_(ticket, absl::UnavailableError(absl::StrCat(
                              "Kafka gave up on a record for topic ", topic_name, ": ",
                              DeliveryError(message))));

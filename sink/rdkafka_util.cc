@@ -24,6 +24,10 @@ absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& co
       // A broker's default limit, so a ~1 MB payload fits.
       {"message.max.bytes", "1048588"},
       {"client.id", "outboxd"},
+      // Never give up on a record: an outage is ridden out by backpressure.
+      // A finite timeout makes outboxd rewind, and a record that timed out
+      // can then land after later records of its aggregate that did not.
+      {"message.timeout.ms", "0"},
   };
   properties.insert(properties.end(), extra.begin(), extra.end());
   properties.insert(properties.end(), config.kafka_properties.begin(), config.kafka_properties.end());

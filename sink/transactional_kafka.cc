@@ -60,7 +60,10 @@ class RdKafkaTransactional final : public TransactionalKafka {
     if (absl::Status s = ApplyProducerProperties(
             conf.get(), config_,
             {{"transactional.id", std::string(transactional_id)},
-             {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}});
+             {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)},
+             // Bounded by the transaction timeout; a timed-out record aborts
+             // its transaction, which readers never see, so order holds.
+             {"message.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}});
         !s.ok()) {
       return s;
     }
