@@ -7,7 +7,7 @@ JOBS ?= 2
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DOUTBOXD_WERROR=$(WERROR)
 
-.PHONY: all deps build test unit-test integration-test demo clean
+.PHONY: all deps build test unit-test integration-test demo clean fuzz fuzz-build
 
 all: build
 
@@ -21,7 +21,7 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 # Every test: unit tests and integration tests (real PostgreSQL + kafka-mock).
-test: build
+test: build fuzz-build
 	./scripts/check-compose.sh
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
@@ -34,5 +34,26 @@ integration-test: build
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/bin
 
+# CDC-vs-polling bench suite (~10-12 min): bench/results/<date>-<host>.{md,png,tsv}.
+# `make bench BENCH_ARGS=--quick` is the 30-second smoke run that `make test` also runs.
+.PHONY: bench
+bench: build
+	./scripts/bench.sh --build-dir=$(BUILD_DIR) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BUILD_DIR)
+
+# libFuzzer target for the pgoutput parser and the outbox mapping (fuzz/),
+# built with clang under AddressSanitizer + UndefinedBehaviorSanitizer in
+# $(BUILD_DIR)/fuzz-clang. `make test` runs it for 30 s (ctest label fuzz);
+# `make fuzz` for FUZZ_SECONDS.
+FUZZ_BUILD_DIR := $(BUILD_DIR)/fuzz-clang
+FUZZ_SECONDS ?= 600
+
+fuzz-build: deps
+	cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DOUTBOXD_FUZZ=ON $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS) --target pgoutput_fuzz
+
+fuzz: fuzz-build
+	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)

@@ -2,8 +2,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -22,30 +25,38 @@ namespace {
   lhs = *std::move(tmp)
 #define ASSIGN_OR_RETURN(lhs, expr) \
   OUTBOXD_ASSIGN_OR_RETURN_IMPL_(OUTBOXD_CONCAT_(status_or_, __LINE__), lhs, expr)
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    absl::Status status_ = (expr);             \
-    if (!status_.ok()) return status_;         \
+#define RETURN_IF_ERROR(expr)          \
+  do {                                 \
+    absl::Status status_ = (expr);     \
+    if (!status_.ok()) return status_; \
   } while (false)
 
 using pgoutput::Begin;
+using pgoutput::BeginPrepare;
 using pgoutput::Commit;
+using pgoutput::CommitPrepared;
 using pgoutput::Datum;
 using pgoutput::Delete;
 using pgoutput::Insert;
 using pgoutput::LogicalMessage;
 using pgoutput::Oid;
 using pgoutput::Origin;
+using pgoutput::Prepare;
 using pgoutput::Relation;
 using pgoutput::RelationColumn;
+using pgoutput::RollbackPrepared;
+using pgoutput::StreamAbort;
+using pgoutput::StreamCommit;
+using pgoutput::StreamPrepare;
+using pgoutput::StreamStart;
+using pgoutput::StreamStop;
 using pgoutput::Truncate;
 using pgoutput::TupleData;
 using pgoutput::Type;
 using pgoutput::Update;
+using pgoutput::Xid;
 
-// Names for every message letter PostgreSQL's logicalrep_message_type() knows,
-// including the streaming (v2+) and two-phase (v3+) ones this parser does not
-// accept, so an error about them says what the server sent.
+// Names for every message letter PostgreSQL's logicalrep_message_type() knows.
 absl::string_view MessageName(uint8_t type) {
   switch (type) {
     case 'B': return "Begin";
@@ -73,12 +84,13 @@ absl::string_view MessageName(uint8_t type) {
 
 // Prefixes an error with the message it came from, keeping its code so
 // IsTruncated/IsMalformed still answer for the caller.
-absl::Status InMessage(uint8_t type, const absl::Status& status) {
-  const std::string letter = (type >= 0x20 && type < 0x7f)
-                                 ? absl::StrFormat("'%c'", type)
-                                 : absl::StrFormat("0x%02x", type);
-  return absl::Status(status.code(), absl::StrCat("pgoutput ", MessageName(type), " (", letter,
-                                                  ") message: ", status.message()));
+absl::Status InMessage(uint8_t type, const Lsn* lsn, const absl::Status& status) {
+  const std::string letter = (type >= 0x20 && type < 0x7f) ? absl::StrFormat("'%c'", type)
+                                                           : absl::StrFormat("0x%02x", type);
+  return absl::Status(
+      status.code(), absl::StrCat("pgoutput ", MessageName(type), " (", letter, ") message",
+                                  lsn != nullptr ? absl::StrCat(" at ", lsn->ToString()) : "", ": ",
+                                  status.message()));
 }
 
 // A count read from the wire promises at least `count * min_bytes` more bytes.
@@ -108,6 +120,37 @@ absl::StatusOr<Lsn> ReadLsn(Reader& r) {
   return Lsn(v);
 }
 
+// An LSN the reference reader refuses when it is 0/0: a position nothing can
+// be confirmed or applied at.
+absl::StatusOr<Lsn> ReadValidLsn(Reader& r, absl::string_view what) {
+  ASSIGN_OR_RETURN(Lsn lsn, ReadLsn(r));
+  if (!lsn.valid()) return BadField(r, uint64_t{0}, absl::StrCat(what, " is 0/0"));
+  return lsn;
+}
+
+// An xid that the writer only sends when it is valid (not 0).
+absl::StatusOr<Xid> ReadValidXid(Reader& r, absl::string_view what) {
+  ASSIGN_OR_RETURN(Xid xid, r.ReadInt<uint32_t>());
+  if (xid == 0) return BadField(r, xid, absl::StrCat(what, " is 0 (invalid)"));
+  return xid;
+}
+
+// A flags byte no PostgreSQL version sets yet; a future server that sets one
+// means something we would silently misread.
+absl::Status ReadZeroFlags(Reader& r, uint8_t& flags) {
+  ASSIGN_OR_RETURN(flags, r.ReadByte());
+  if (flags != 0) return BadField(r, flags, absl::StrCat("unknown flags ", flags));
+  return absl::OkStatus();
+}
+
+// Inside a stream block, the changes and their Relation/Type carry the xid of
+// the (sub)transaction right after the type byte.
+absl::Status ReadStreamXid(Reader& r, bool in_stream, std::optional<Xid>& xid) {
+  if (!in_stream) return absl::OkStatus();
+  ASSIGN_OR_RETURN(xid, ReadValidXid(r, "xid of a streamed change"));
+  return absl::OkStatus();
+}
+
 // TupleData: Int16 column count, then per column a kind byte and, for 't' and
 // 'b', an Int32 length and that many bytes.
 absl::Status ReadTuple(Reader& r, TupleData& tuple) {
@@ -121,9 +164,7 @@ absl::Status ReadTuple(Reader& r, TupleData& tuple) {
     ASSIGN_OR_RETURN(uint8_t kind, r.ReadByte());
     Datum d;
     switch (kind) {
-      case 'n':
-        d.kind = Datum::Kind::kNull;
-        break;
+      case 'n': d.kind = Datum::Kind::kNull; break;
       case 'u':
         // An unchanged TOASTed value: the server did not send it, the old row
         // on the subscriber side still has it.
@@ -161,10 +202,7 @@ absl::StatusOr<Begin> ParseBegin(Reader& r) {
 
 absl::StatusOr<Commit> ParseCommit(Reader& r) {
   Commit m;
-  ASSIGN_OR_RETURN(m.flags, r.ReadByte());
-  // Unused so far; a future server that sets one means something we would
-  // silently misread.
-  if (m.flags != 0) return BadField(r, m.flags, absl::StrCat("unknown flags ", m.flags));
+  RETURN_IF_ERROR(ReadZeroFlags(r, m.flags));
   ASSIGN_OR_RETURN(m.commit_lsn, ReadLsn(r));
   ASSIGN_OR_RETURN(m.end_lsn, ReadLsn(r));
   ASSIGN_OR_RETURN(m.commit_time, r.ReadInt<int64_t>());
@@ -178,8 +216,9 @@ absl::StatusOr<Origin> ParseOrigin(Reader& r) {
   return m;
 }
 
-absl::StatusOr<Relation> ParseRelation(Reader& r) {
+absl::StatusOr<Relation> ParseRelation(Reader& r, bool in_stream) {
   Relation m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(m.oid, r.ReadInt<uint32_t>());
   ASSIGN_OR_RETURN(absl::string_view ns, r.ReadCString());
   ASSIGN_OR_RETURN(absl::string_view name, r.ReadCString());
@@ -214,16 +253,18 @@ absl::StatusOr<Relation> ParseRelation(Reader& r) {
   return m;
 }
 
-absl::StatusOr<Type> ParseType(Reader& r) {
+absl::StatusOr<Type> ParseType(Reader& r, bool in_stream) {
   Type m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(m.oid, r.ReadInt<uint32_t>());
   ASSIGN_OR_RETURN(m.namespace_name, r.ReadCString());
   ASSIGN_OR_RETURN(m.type_name, r.ReadCString());
   return m;
 }
 
-absl::StatusOr<Insert> ParseInsert(Reader& r) {
+absl::StatusOr<Insert> ParseInsert(Reader& r, bool in_stream) {
   Insert m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(m.relation_oid, r.ReadInt<uint32_t>());
   ASSIGN_OR_RETURN(uint8_t marker, r.ReadByte());
   if (marker != 'N') {
@@ -233,8 +274,9 @@ absl::StatusOr<Insert> ParseInsert(Reader& r) {
   return m;
 }
 
-absl::StatusOr<Update> ParseUpdate(Reader& r) {
+absl::StatusOr<Update> ParseUpdate(Reader& r, bool in_stream) {
   Update m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(m.relation_oid, r.ReadInt<uint32_t>());
   ASSIGN_OR_RETURN(uint8_t marker, r.ReadByte());
   // The old row comes first and only when the server has one: 'K' when a key
@@ -251,8 +293,9 @@ absl::StatusOr<Update> ParseUpdate(Reader& r) {
   return m;
 }
 
-absl::StatusOr<Delete> ParseDelete(Reader& r) {
+absl::StatusOr<Delete> ParseDelete(Reader& r, bool in_stream) {
   Delete m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(m.relation_oid, r.ReadInt<uint32_t>());
   ASSIGN_OR_RETURN(uint8_t marker, r.ReadByte());
   if (marker != 'K' && marker != 'O') {
@@ -264,10 +307,11 @@ absl::StatusOr<Delete> ParseDelete(Reader& r) {
   return m;
 }
 
-absl::StatusOr<Truncate> ParseTruncate(Reader& r) {
+absl::StatusOr<Truncate> ParseTruncate(Reader& r, bool in_stream) {
   constexpr uint8_t kCascade = 1;
   constexpr uint8_t kRestartIdentity = 2;
   Truncate m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(int32_t nrels, r.ReadInt<int32_t>());
   if (nrels < 0) return BadField(r, nrels, absl::StrCat("negative relation count ", nrels));
   ASSIGN_OR_RETURN(m.options, r.ReadByte());
@@ -283,8 +327,9 @@ absl::StatusOr<Truncate> ParseTruncate(Reader& r) {
   return m;
 }
 
-absl::StatusOr<LogicalMessage> ParseLogicalMessage(Reader& r) {
+absl::StatusOr<LogicalMessage> ParseLogicalMessage(Reader& r, bool in_stream) {
   LogicalMessage m;
+  RETURN_IF_ERROR(ReadStreamXid(r, in_stream, m.xid));
   ASSIGN_OR_RETURN(uint8_t flags, r.ReadByte());
   // Bit 0 is "transactional"; no other bit is defined.
   if (flags > 1) return BadField(r, flags, absl::StrCat("unknown flags ", flags));
@@ -299,38 +344,176 @@ absl::StatusOr<LogicalMessage> ParseLogicalMessage(Reader& r) {
   return m;
 }
 
-absl::StatusOr<Message> ParseBody(uint8_t type, Reader& r) {
-  // Protocol version note: from version 2 on, Relation, Type, Insert, Update,
-  // Delete, Truncate and Message carry an Int32 xid right after the type
-  // byte, but only between Stream Start and Stream Stop (a transaction the
-  // server streams before it commits). outboxd does not ask for streaming
-  // (no 'streaming' option), so the server never sends those messages and
-  // every message has the version 1 layout whatever protocol_version says.
-  // Supporting streaming needs parser state (inside a stream or not), which
-  // belongs with that feature, together with 'S', 'E', 'c', 'A' here.
+// --- Streaming (v2+) --------------------------------------------------------
+
+absl::StatusOr<StreamStart> ParseStreamStart(Reader& r) {
+  StreamStart m;
+  ASSIGN_OR_RETURN(m.xid, ReadValidXid(r, "xid"));
+  ASSIGN_OR_RETURN(uint8_t first, r.ReadByte());
+  // The writer sends exactly 0 or 1.
+  if (first > 1) return BadField(r, first, absl::StrCat("unknown first-segment flag ", first));
+  m.first_segment = first == 1;
+  return m;
+}
+
+absl::StatusOr<StreamCommit> ParseStreamCommit(Reader& r) {
+  StreamCommit m;
+  ASSIGN_OR_RETURN(m.xid, ReadValidXid(r, "xid"));
+  RETURN_IF_ERROR(ReadZeroFlags(r, m.flags));
+  ASSIGN_OR_RETURN(m.commit_lsn, ReadLsn(r));
+  ASSIGN_OR_RETURN(m.end_lsn, ReadLsn(r));
+  ASSIGN_OR_RETURN(m.commit_time, r.ReadInt<int64_t>());
+  return m;
+}
+
+absl::StatusOr<StreamAbort> ParseStreamAbort(Reader& r, bool abort_info) {
+  StreamAbort m;
+  ASSIGN_OR_RETURN(m.xid, ReadValidXid(r, "xid"));
+  ASSIGN_OR_RETURN(m.subxid, ReadValidXid(r, "subtransaction xid"));
+  if (abort_info) {
+    ASSIGN_OR_RETURN(m.abort_lsn, ReadLsn(r));
+    ASSIGN_OR_RETURN(m.abort_time, r.ReadInt<int64_t>());
+  }
+  return m;
+}
+
+// --- Two-phase (v3+) ---------------------------------------------------------
+
+absl::StatusOr<BeginPrepare> ParseBeginPrepare(Reader& r) {
+  BeginPrepare m;
+  ASSIGN_OR_RETURN(m.prepare_lsn, ReadValidLsn(r, "prepare LSN"));
+  ASSIGN_OR_RETURN(m.end_lsn, ReadValidLsn(r, "end LSN"));
+  ASSIGN_OR_RETURN(m.prepare_time, r.ReadInt<int64_t>());
+  ASSIGN_OR_RETURN(m.xid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(m.gid, r.ReadCString());
+  return m;
+}
+
+// Prepare and Stream Prepare share logicalrep_write_prepare_common().
+template <typename T>
+absl::StatusOr<T> ParsePrepareCommon(Reader& r) {
+  T m;
+  RETURN_IF_ERROR(ReadZeroFlags(r, m.flags));
+  ASSIGN_OR_RETURN(m.prepare_lsn, ReadValidLsn(r, "prepare LSN"));
+  ASSIGN_OR_RETURN(m.end_lsn, ReadValidLsn(r, "end LSN"));
+  ASSIGN_OR_RETURN(m.prepare_time, r.ReadInt<int64_t>());
+  ASSIGN_OR_RETURN(m.xid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(m.gid, r.ReadCString());
+  return m;
+}
+
+absl::StatusOr<CommitPrepared> ParseCommitPrepared(Reader& r) {
+  CommitPrepared m;
+  RETURN_IF_ERROR(ReadZeroFlags(r, m.flags));
+  ASSIGN_OR_RETURN(m.commit_lsn, ReadValidLsn(r, "commit LSN"));
+  ASSIGN_OR_RETURN(m.end_lsn, ReadValidLsn(r, "end LSN"));
+  ASSIGN_OR_RETURN(m.commit_time, r.ReadInt<int64_t>());
+  ASSIGN_OR_RETURN(m.xid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(m.gid, r.ReadCString());
+  return m;
+}
+
+absl::StatusOr<RollbackPrepared> ParseRollbackPrepared(Reader& r) {
+  RollbackPrepared m;
+  RETURN_IF_ERROR(ReadZeroFlags(r, m.flags));
+  ASSIGN_OR_RETURN(m.prepare_end_lsn, ReadValidLsn(r, "prepare end LSN"));
+  ASSIGN_OR_RETURN(m.rollback_end_lsn, ReadValidLsn(r, "rollback end LSN"));
+  ASSIGN_OR_RETURN(m.prepare_time, r.ReadInt<int64_t>());
+  ASSIGN_OR_RETURN(m.rollback_time, r.ReadInt<int64_t>());
+  ASSIGN_OR_RETURN(m.xid, r.ReadInt<uint32_t>());
+  ASSIGN_OR_RETURN(m.gid, r.ReadCString());
+  return m;
+}
+
+// The first protocol version that has the message; 0 for an unknown letter.
+int FirstVersion(uint8_t type) {
+  switch (type) {
+    case 'B':
+    case 'C':
+    case 'O':
+    case 'R':
+    case 'Y':
+    case 'I':
+    case 'U':
+    case 'D':
+    case 'T':
+    case 'M': return 1;
+    case 'S':
+    case 'E':
+    case 'c':
+    case 'A': return 2;
+    case 'b':
+    case 'P':
+    case 'K':
+    case 'r':
+    case 'p': return 3;
+    default: return 0;
+  }
+}
+
+// Where a message may appear relative to a stream block. Inside one the
+// server sends only changes (with their Relation/Type/Origin) and Stream Stop;
+// transaction boundaries come outside (proto.c and pgoutput.c assert the same
+// on the writing side, worker.c refuses the rest on the reading side).
+bool AllowedInStream(uint8_t type) {
+  switch (type) {
+    case 'O':
+    case 'R':
+    case 'Y':
+    case 'I':
+    case 'U':
+    case 'D':
+    case 'T':
+    case 'M':
+    case 'E': return true;
+    default: return false;
+  }
+}
+
+struct ParseContext {
+  int protocol_version;
+  bool in_stream;
+  bool abort_info;
+};
+
+// An error about the type byte itself, at offset 0.
+absl::Status BadType(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("malformed: ", what, " at offset 0"));
+}
+
+absl::StatusOr<Message> ParseBody(uint8_t type, Reader& r, const ParseContext& ctx) {
+  const int first_version = FirstVersion(type);
+  if (first_version == 0) return BadType("unknown message type");
+  if (first_version > ctx.protocol_version) {
+    return BadType(absl::StrCat("message type of protocol version ", first_version,
+                                ", but protocol version ", ctx.protocol_version, " was requested"));
+  }
+  if (ctx.in_stream && !AllowedInStream(type)) {
+    return BadType("message type not allowed between Stream Start and Stream Stop");
+  }
+  if (!ctx.in_stream && type == 'E') return BadType("Stream Stop without Stream Start");
   switch (type) {
     case 'B': return ParseBegin(r);
     case 'C': return ParseCommit(r);
     case 'O': return ParseOrigin(r);
-    case 'R': return ParseRelation(r);
-    case 'Y': return ParseType(r);
-    case 'I': return ParseInsert(r);
-    case 'U': return ParseUpdate(r);
-    case 'D': return ParseDelete(r);
-    case 'T': return ParseTruncate(r);
-    case 'M': return ParseLogicalMessage(r);
-    default:
-      break;
+    case 'R': return ParseRelation(r, ctx.in_stream);
+    case 'Y': return ParseType(r, ctx.in_stream);
+    case 'I': return ParseInsert(r, ctx.in_stream);
+    case 'U': return ParseUpdate(r, ctx.in_stream);
+    case 'D': return ParseDelete(r, ctx.in_stream);
+    case 'T': return ParseTruncate(r, ctx.in_stream);
+    case 'M': return ParseLogicalMessage(r, ctx.in_stream);
+    case 'S': return ParseStreamStart(r);
+    case 'E': return StreamStop{};
+    case 'c': return ParseStreamCommit(r);
+    case 'A': return ParseStreamAbort(r, ctx.abort_info);
+    case 'b': return ParseBeginPrepare(r);
+    case 'P': return ParsePrepareCommon<Prepare>(r);
+    case 'K': return ParseCommitPrepared(r);
+    case 'r': return ParseRollbackPrepared(r);
+    case 'p': return ParsePrepareCommon<StreamPrepare>(r);
+    default: return BadType("unknown message type");
   }
-  // The offset is the type byte's, 0.
-  if (MessageName(type) != "unknown") {
-    // Streaming and two-phase messages: real pgoutput messages, but only for
-    // options outboxd does not request, so seeing one is a protocol mismatch.
-    return absl::InvalidArgumentError(
-        "malformed: message type not expected, outboxd requests neither streaming nor "
-        "two-phase, at offset 0");
-  }
-  return absl::InvalidArgumentError("malformed: unknown message type at offset 0");
 }
 
 #undef ASSIGN_OR_RETURN
@@ -341,17 +524,54 @@ absl::StatusOr<Message> ParseBody(uint8_t type, Reader& r) {
 
 }  // namespace
 
-absl::StatusOr<Message> PgOutputParser::Parse(absl::Span<const uint8_t> bytes) const {
+absl::string_view MessageTypeName(const Message& message) {
+  static constexpr absl::string_view kNames[] = {"begin",
+                                                 "commit",
+                                                 "origin",
+                                                 "relation",
+                                                 "type",
+                                                 "insert",
+                                                 "update",
+                                                 "delete",
+                                                 "truncate",
+                                                 "message",
+                                                 "stream_start",
+                                                 "stream_stop",
+                                                 "stream_commit",
+                                                 "stream_abort",
+                                                 "begin_prepare",
+                                                 "prepare",
+                                                 "commit_prepared",
+                                                 "rollback_prepared",
+                                                 "stream_prepare"};
+  static_assert(std::size(kNames) == std::variant_size_v<Message>);
+  return kNames[message.index()];
+}
+
+absl::StatusOr<Message> PgOutputParser::Parse(absl::Span<const uint8_t> bytes, const Lsn* lsn) {
   Reader r(bytes);
   absl::StatusOr<uint8_t> type = r.ReadByte();
   if (!type.ok()) {
-    return absl::OutOfRangeError("truncated: empty pgoutput message (no type byte) at offset 0");
+    return absl::OutOfRangeError(
+        absl::StrCat("truncated: empty pgoutput message (no type byte)",
+                     lsn != nullptr ? absl::StrCat(" at ", lsn->ToString()) : "", " at offset 0"));
   }
-  absl::StatusOr<Message> msg = ParseBody(*type, r);
-  if (!msg.ok()) return InMessage(*type, msg.status());
+  const ParseContext ctx{protocol_version_, in_stream_,
+                         parallel_streaming_ && protocol_version_ >= 4};
+  absl::StatusOr<Message> msg = ParseBody(*type, r, ctx);
+  if (!msg.ok()) return InMessage(*type, lsn, msg.status());
   if (!r.AtEnd()) {
-    return InMessage(*type, r.Malformed(absl::StrCat(r.remaining(),
-                                                     " trailing bytes after a complete message")));
+    return InMessage(
+        *type, lsn,
+        r.Malformed(absl::StrCat(r.remaining(), " trailing bytes after a complete message")));
+  }
+  // Only a whole, valid message moves the stream state.
+  // (ParseBody refused a Stream Start inside a block and a Stream Stop
+  // outside.)
+  if (*type == 'S') {
+    in_stream_ = true;
+  } else if (*type == 'E') {
+    in_stream_ = false;
   }
   return msg;
 }
