@@ -47,7 +47,7 @@ struct SinkConfig {
   std::string brokers;  // bootstrap.servers
   // Any librdkafka property, applied after outboxd's defaults so it wins.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
-  int linger_ms = 5;
+  int linger_ms = 1;
   std::string topic_prefix = "outbox.event.";
   std::string dead_letter_topic = "outbox.dead-letter";
   // --on_poison=stop: instead of dead-lettering an event Kafka cannot take

@@ -20,7 +20,7 @@ absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& co
       {"partitioner", "murmur2_random"},
       // Bounded memory: a huge transaction waits on the queue, not in RAM.
       {"queue.buffering.max.messages", "100000"},
-      {"queue.buffering.max.kbytes", "65536"},
+      {"queue.buffering.max.kbytes", "16384"},
       // A broker's default limit, so a ~1 MB payload fits.
       {"message.max.bytes", "1048588"},
       {"client.id", "outboxd"},
