@@ -18,8 +18,10 @@ absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& co
       // The Java client's partitioner, so a key lands on the partition that
       // Java and Debezium producers would pick for it.
       {"partitioner", "murmur2_random"},
-      // Bounded memory: a huge transaction waits on the queue, not in RAM.
-      {"queue.buffering.max.messages", "100000"},
+      // Bounded memory: a huge transaction waits in the WAL, not in RAM. The
+      // count matters as much as the bytes: librdkafka keeps a few hundred
+      // bytes of its own per queued record.
+      {"queue.buffering.max.messages", "20000"},
       {"queue.buffering.max.kbytes", "16384"},
       // A broker's default limit, so a ~1 MB payload fits.
       {"message.max.bytes", "1048588"},
