@@ -109,7 +109,7 @@ class RdKafkaSink final : public KafkaSink {
   absl::Status Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
                        Ticket ticket) override;
   void Poll(int timeout_ms) override;
-  int wakeup_fd() const override { return wakeup_read_.get(); }
+  int wakeup_fd() const override { return wakeup_.fd(); }
   absl::Status Flush(absl::Duration timeout) override;
   int InFlight() const override {
     return records_in_flight_ + static_cast<int>(pending_dead_letters_.size());
@@ -136,7 +136,6 @@ class RdKafkaSink final : public KafkaSink {
   void RetryPendingDeadLetters();
   // Reads whatever librdkafka wrote to the wakeup pipe, so poll() on it blocks
   // again until the next report.
-  void DrainWakeupPipe();
 
   void OnDelivery(const rd_kafka_message_t& message);
   void OnError(rd_kafka_t* rk, int err, const char* reason);
@@ -156,8 +155,7 @@ class RdKafkaSink final : public KafkaSink {
   // so overstates what is in flight while brokers are down.
   int records_in_flight_ = 0;
   std::atomic<bool> brokers_reachable_{true};
-  UniqueFd wakeup_read_;
-  UniqueFd wakeup_write_;
+  WakeupPipe wakeup_;  // declared before producer_: the handle goes first
   // Last member: destroyed first (see the destructor).
   ProducerHandle producer_;
 };
@@ -195,13 +193,6 @@ absl::Status RdKafkaSink::Init() {
   rd_kafka_conf_set_error_cb(conf.get(), &RdKafkaSink::ErrorCallback);
   rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
 
-  int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-  }
-  wakeup_read_ = UniqueFd(fds[0]);
-  wakeup_write_ = UniqueFd(fds[1]);
-
   rd_kafka_t* rk =
       rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size());
   if (rk == nullptr) {
@@ -211,11 +202,9 @@ absl::Status RdKafkaSink::Init() {
   conf.release();  // rd_kafka_new() owns it now.
   producer_ = ProducerHandle(rk);
 
-  // librdkafka writes to the pipe only when an event lands on an EMPTY main
-  // queue; Poll(0) therefore always empties the queue after draining the pipe.
-  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk);
-  rd_kafka_queue_io_event_enable(main_queue, wakeup_write_.get(), "1", 1);
-  rd_kafka_queue_destroy(main_queue);
+  auto wakeup = WakeupPipe::Attach(rk);
+  if (!wakeup.ok()) return wakeup.status();
+  wakeup_ = std::move(*wakeup);
   return absl::OkStatus();
 }
 
@@ -311,17 +300,12 @@ void RdKafkaSink::RetryPendingDeadLetters() {
   }
 }
 
-void RdKafkaSink::DrainWakeupPipe() {
-  std::array<char, 256> buf;
-  while (read(wakeup_read_.get(), buf.data(), buf.size()) > 0) {
-  }
-}
 
 void RdKafkaSink::Poll(int timeout_ms) {
   if (timeout_ms > 0) {
     rd_kafka_poll(producer_.get(), timeout_ms);
   }
-  DrainWakeupPipe();
+  wakeup_.Drain();
   while (rd_kafka_poll(producer_.get(), 0) > 0) {
   }
   RetryPendingDeadLetters();

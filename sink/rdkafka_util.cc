@@ -1,6 +1,11 @@
 #include "sink/rdkafka_util.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "outboxd/log.h"
@@ -41,6 +46,26 @@ absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& co
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<WakeupPipe> WakeupPipe::Attach(rd_kafka_t* rk) {
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  WakeupPipe pipe;
+  pipe.read_ = UniqueFd(fds[0]);
+  pipe.write_ = UniqueFd(fds[1]);
+  rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk);
+  rd_kafka_queue_io_event_enable(main_queue, pipe.write_.get(), "1", 1);
+  rd_kafka_queue_destroy(main_queue);
+  return pipe;
+}
+
+void WakeupPipe::Drain() const {
+  std::array<char, 256> buf;
+  while (read(read_.get(), buf.data(), buf.size()) > 0) {
+  }
 }
 
 void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const char* buf) {

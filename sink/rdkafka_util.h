@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "sink/kafka_sink.h"
 
 namespace outboxd::sink {
@@ -80,6 +81,21 @@ class ProducerHandle {
 
  private:
   rd_kafka_t* rk_ = nullptr;
+};
+
+// A pipe that librdkafka writes to when an event lands on a handle's EMPTY
+// main queue, so an event loop can poll() it beside other sockets. After
+// Drain(), serve the queue until it is empty (rd_kafka_poll until 0), or the
+// next event will not write again. Destroy the handle before the pipe.
+class WakeupPipe {
+ public:
+  static absl::StatusOr<WakeupPipe> Attach(rd_kafka_t* rk);
+  int fd() const { return read_.get(); }
+  void Drain() const;
+
+ private:
+  UniqueFd read_;
+  UniqueFd write_;
 };
 
 // Sets outboxd's producer defaults, then `extra` (what a mode needs, e.g.

@@ -68,12 +68,6 @@ class RdKafkaTransactional final : public TransactionalKafka {
       return s;
     }
     rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-      return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-    }
-    wakeup_read_ = UniqueFd(fds[0]);
-    wakeup_write_ = UniqueFd(fds[1]);
     std::array<char, 512> errstr{};
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size());
     if (rk == nullptr) {
@@ -81,9 +75,9 @@ class RdKafkaTransactional final : public TransactionalKafka {
     }
     conf.release();
     producer_ = ProducerHandle(rk);
-    rd_kafka_queue_t* main_queue = rd_kafka_queue_get_main(rk);
-    rd_kafka_queue_io_event_enable(main_queue, wakeup_write_.get(), "1", 1);
-    rd_kafka_queue_destroy(main_queue);
+    auto wakeup = WakeupPipe::Attach(rk);
+    if (!wakeup.ok()) return wakeup.status();
+    wakeup_ = std::move(*wakeup);
     return absl::OkStatus();
   }
 
@@ -137,20 +131,17 @@ class RdKafkaTransactional final : public TransactionalKafka {
   }
 
   void Poll(int timeout_ms) override {
-    std::array<char, 64> buf;
-    while (read(wakeup_read_.get(), buf.data(), buf.size()) > 0) {
-    }
+    wakeup_.Drain();
     rd_kafka_poll(producer_.get(), timeout_ms);
     while (rd_kafka_poll(producer_.get(), 0) > 0) {
     }
   }
 
-  int wakeup_fd() const override { return wakeup_read_.get(); }
+  int wakeup_fd() const override { return wakeup_.fd(); }
 
  private:
   SinkConfig config_;
-  UniqueFd wakeup_read_;
-  UniqueFd wakeup_write_;
+  WakeupPipe wakeup_;  // declared before producer_: the handle goes first
   ProducerHandle producer_;
 };
 
