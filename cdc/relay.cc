@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "outboxd/pg_time.h"
 
 namespace outboxd::cdc {
 namespace {
@@ -254,9 +255,7 @@ absl::Status Relay::HandleData(const StreamItem& item) {
                                             "with `outboxd peek` output around that position"));
   }
   if (const auto* begin = std::get_if<decoder::pgoutput::Begin>(&*message)) {
-    // PostgreSQL counts microseconds from 2000-01-01; metrics use the Unix epoch.
-    constexpr int64_t kPgEpochUnixMicros = 946684800LL * 1000000;
-    tracker_.BeginTransaction(begin->commit_time + kPgEpochUnixMicros);
+    tracker_.BeginTransaction(PgToUnixMicros(begin->commit_time));
   }
   if (const auto* commit = std::get_if<decoder::pgoutput::Commit>(&*message)) {
     if (!tracker_.InTransaction()) return absl::DataLossError("Commit without Begin in the stream");

@@ -10,13 +10,12 @@
 #include "absl/time/clock.h"
 #include "cdc/setup.h"
 #include "decoder/reader.h"
+#include "outboxd/pg_time.h"
 
 namespace outboxd::cdc {
 namespace {
 
 constexpr absl::string_view kSlotBusyMarker = "[slot busy]";
-// PostgreSQL timestamps count microseconds from 2000-01-01 00:00:00 UTC.
-constexpr int64_t kPgEpochUnixMicros = 946684800LL * 1000000;
 
 void PutInt64(uint8_t* out, uint64_t v) {
   for (int i = 7; i >= 0; --i) {
@@ -165,7 +164,7 @@ absl::Status ReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply
   PutInt64(message + 1, received.value());
   PutInt64(message + 9, flushed.value());
   PutInt64(message + 17, flushed.value());  // applied: nothing is applied beyond what is flushed
-  const int64_t now = absl::ToUnixMicros(absl::Now()) - kPgEpochUnixMicros;
+  const int64_t now = UnixToPgMicros(absl::ToUnixMicros(absl::Now()));
   PutInt64(message + 25, static_cast<uint64_t>(now));
   message[33] = reply_requested ? 1 : 0;
   if (PQputCopyData(conn_.get(), reinterpret_cast<const char*>(message), sizeof(message)) != 1 ||

@@ -9,12 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "outboxd/pg_time.h"
 
 namespace outboxd::decoder {
 namespace {
 
-// PostgreSQL timestamps count microseconds from 2000-01-01 00:00:00 UTC.
-constexpr int64_t kPgEpochUnixSeconds = 946684800;
 constexpr pgoutput::Oid kByteaOid = 17;
 
 int FindColumn(const pgoutput::Relation& relation, absl::string_view name) {
@@ -155,14 +154,15 @@ void OutboxDecoder::SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view
   source->set_commit_lsn(begin_.final_lsn.value());
   source->set_event_lsn(lsn.value());
   source->set_xid(begin_.xid);
-  const int64_t micros = begin_.commit_time;
+  const int64_t micros = PgToUnixMicros(begin_.commit_time);
+  // Floor division: a timestamp before 1970 still gets nanos in [0, 1e9).
   int64_t seconds = micros / 1000000;
   int64_t remainder = micros % 1000000;
   if (remainder < 0) {
     remainder += 1000000;
     --seconds;
   }
-  source->mutable_commit_time()->set_seconds(seconds + kPgEpochUnixSeconds);
+  source->mutable_commit_time()->set_seconds(seconds);
   source->mutable_commit_time()->set_nanos(static_cast<int32_t>(remainder * 1000));
   source->set_table(std::string(origin));
 }

@@ -6,11 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "outboxd/json.h"
+#include "outboxd/pg_time.h"
 
 namespace outboxd::decoder {
 namespace {
-
-constexpr int64_t kPgEpochUnixMicros = 946684800LL * 1000000;
 
 // Appends "key":value pairs to one JSON object, in call order.
 class Object {
@@ -33,7 +32,7 @@ class Object {
   Object& Lsn(absl::string_view key, outboxd::Lsn lsn) { return Str(key, lsn.ToString()); }
   Object& Time(absl::string_view key, pgoutput::PgTimestamp t) {
     return Str(key, absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ",
-                                     absl::FromUnixMicros(t + kPgEpochUnixMicros), absl::UTCTimeZone()));
+                                     absl::FromUnixMicros(PgToUnixMicros(t)), absl::UTCTimeZone()));
   }
   std::string Done() const { return "{" + out_ + "}"; }
 
