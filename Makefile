@@ -40,6 +40,13 @@ demo: build
 bench: build
 	./scripts/bench.sh --build-dir=$(BUILD_DIR) $(BENCH_ARGS)
 
+# Debian package of the outboxd binary, its systemd unit and the README (CPack):
+# $(BUILD_DIR)/outboxd_<version>_<arch>.deb
+.PHONY: package
+package: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j$(JOBS) --target outboxd
+	cd $(BUILD_DIR) && cpack -G DEB
+
 clean:
 	rm -rf $(BUILD_DIR)
 

@@ -19,6 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "admin/admin_server.h"
+#include "admin/metrics_server.h"
+#include "admin/relay_info.h"
+#include "admin/status_command.h"
 #include "cdc/event_sink.h"
 #include "cdc/peek.h"
 #include "cdc/pg_connection.h"
@@ -67,7 +71,7 @@ ABSL_FLAG(int64_t, transaction_max_events, 10000,
 ABSL_FLAG(absl::Duration, transaction_max_age, absl::Milliseconds(100),
           "exactly-once: commit the Kafka transaction at the latest this long after it began "
           "(it commits at once when the stream goes quiet)");
-ABSL_FLAG(int, linger_ms, 5, "how long the producer waits to batch events (librdkafka linger.ms)");
+ABSL_FLAG(int, linger_ms, 1, "how long the producer waits to batch events (librdkafka linger.ms)");
 ABSL_FLAG(std::string, kafka_property, "",
           "any librdkafka property as key=value; repeat the flag for more (SASL, TLS, "
           "compression). Environment: OUTBOXD_KAFKA_PROPERTY, several separated by ';'");
@@ -85,8 +89,23 @@ ABSL_FLAG(std::string, from, "beginning", "tail: start at the 'beginning' or the
 ABSL_FLAG(int64_t, limit, 0, "tail: exit after this many events (0: run until stopped)");
 ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
           "tail: exit (status 1) if --limit events have not arrived within this time (0: wait)");
-// status.
+// Operations: admin API and metrics (run), and `status`.
+ABSL_FLAG(std::string, admin_listen, "127.0.0.1:7700",
+          "run: HOST:PORT of the admin gRPC API (GetStatus, Pause, Resume, grpc.health.v1); "
+          "port 0 picks a free one (logged); '' disables it. Beyond loopback it needs "
+          "--admin_token_file and --admin_tls_cert/--admin_tls_key");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "run: file holding the bearer token every admin call must send "
+          "('authorization: Bearer <token>'); status: the token to send");
+ABSL_FLAG(std::string, admin_tls_cert, "", "run: PEM certificate chain for the admin API (TLS)");
+ABSL_FLAG(std::string, admin_tls_key, "", "run: PEM private key for the admin API (TLS)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9187",
+          "run: HOST:PORT serving /metrics (Prometheus), /healthz and /readyz; port 0 picks a "
+          "free one (logged); '' disables it");
 ABSL_FLAG(std::string, admin, "127.0.0.1:7700", "status: address of a running relay's admin API");
+ABSL_FLAG(std::string, admin_tls_ca, "",
+          "status: connect with TLS, trusting this PEM (CA or the server's own certificate)");
+ABSL_FLAG(bool, json, false, "status: print protobuf's JSON mapping instead of aligned lines");
 // peek.
 ABSL_FLAG(std::string, end_lsn, "", "peek: stop once the stream reaches this LSN (X/Y)");
 
@@ -106,7 +125,8 @@ commands:
   peek    print the decoded replication stream as JSON lines; confirms nothing
           --postgres [--slot (default: a temporary slot from now) --publication
           --end_lsn=X/Y --limit=N]
-  status  ask a running relay for its status (not built yet)
+  status  print a running relay's status from its admin API
+          --admin=HOST:PORT [--admin_token_file --admin_tls_ca --json]
 
 Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
 --brokers from OUTBOXD_BROKERS, and so on; a flag on the command line wins.
@@ -119,7 +139,8 @@ constexpr const char* kOurFlags[] = {
     "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
     "topic_prefix", "dead_letter_topic", "on_poison", "delivery", "checkpoint_topic",
     "transaction_max_events", "transaction_max_age", "linger_ms", "status_interval", "max_backoff",
-    "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin", "end_lsn"};
+    "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin", "end_lsn",
+    "admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen", "admin_tls_ca", "json"};
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
@@ -326,6 +347,14 @@ class TransactionalEventSink : public outboxd::cdc::EventSink {
   std::unique_ptr<outboxd::sink::TransactionalSink> sink_;
 };
 
+// Whether the user chose a value other than the default (command line or OUTBOXD_<FLAG>).
+template <typename T>
+bool FlagGiven(const absl::Flag<T>& flag, absl::string_view name) {
+  const absl::CommandLineFlag& handle = absl::GetFlagReflectionHandle(flag);
+  return handle.CurrentValue() != handle.DefaultValue() ||
+         getenv(absl::StrCat("OUTBOXD_", absl::AsciiStrToUpper(name)).c_str()) != nullptr;
+}
+
 std::atomic<outboxd::cdc::Relay*> g_relay{nullptr};
 std::atomic<bool> g_stop_requested{false};
 
@@ -376,6 +405,14 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
                     "--delivery='", delivery, "' is not valid; use at-least-once or exactly-once")),
                 kExitUsage);
   }
+  outboxd::admin::AdminServerOptions admin_options;
+  admin_options.listen = absl::GetFlag(FLAGS_admin_listen);
+  admin_options.token_file = absl::GetFlag(FLAGS_admin_token_file);
+  admin_options.tls_cert_file = absl::GetFlag(FLAGS_admin_tls_cert);
+  admin_options.tls_key_file = absl::GetFlag(FLAGS_admin_tls_key);
+  if (!admin_options.listen.empty()) {
+    if (absl::Status s = outboxd::admin::AdminServer::Validate(admin_options); !s.ok()) return Fail(s, kExitUsage);
+  }
   // Bad Kafka settings are a usage error: find them before touching PostgreSQL.
   if (auto probe = outboxd::sink::KafkaSink::Create(sink_config, [](uint64_t, const absl::Status&) {});
       !probe.ok()) {
@@ -421,11 +458,50 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
       return std::make_unique<KafkaEventSink>(std::move(*sink));
     };
   }
-  outboxd::cdc::Relay relay(options, std::move(factory));
+  outboxd::cdc::RelayStats stats;
+  outboxd::cdc::Relay relay(options, std::move(factory), &stats);
+  // Declared after the relay: destroyed (stopped) before it.
+  outboxd::admin::StatusReporter reporter(
+      &stats, {.slot = config->slot,
+               .publication = config->publication,
+               .table = config->source.table ? config->table.QualifiedName() : ""});
+  std::unique_ptr<outboxd::admin::AdminServer> admin_server;
+  if (!admin_options.listen.empty()) {
+    auto server = outboxd::admin::AdminServer::Create(
+        admin_options, &reporter, {.pause = [&relay] { relay.Pause(); }, .resume = [&relay] { relay.Resume(); }});
+    if (server.ok()) {
+      admin_server = std::move(*server);
+      outboxd::LogInfo(absl::StrCat("admin API listening on ", admin_server->address(),
+                                    admin_server->tls() ? " (TLS)" : ""));
+    } else if (absl::IsUnavailable(server.status()) && !FlagGiven(FLAGS_admin_listen, "admin_listen")) {
+      // The default port is taken, most likely by a second relay on this host
+      // (a hot standby): relaying matters more than the admin API.
+      outboxd::LogWarning(absl::StrCat(server.status().message(),
+                                       "; running without the admin API (set --admin_listen to choose a port)"));
+    } else {
+      return Fail(server.status());
+    }
+  }
+  std::unique_ptr<outboxd::admin::MetricsServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    auto server = outboxd::admin::MetricsServer::Create(listen, &reporter);
+    if (server.ok()) {
+      metrics_server = std::move(*server);
+      outboxd::LogInfo(absl::StrCat("metrics listening on http://", metrics_server->address(),
+                                    "/metrics (/healthz, /readyz)"));
+    } else if (absl::IsUnavailable(server.status()) && !FlagGiven(FLAGS_metrics_listen, "metrics_listen")) {
+      outboxd::LogWarning(absl::StrCat(server.status().message(),
+                                       "; running without metrics (set --metrics_listen to choose a port)"));
+    } else {
+      return Fail(server.status());
+    }
+  }
   g_relay.store(&relay);
   if (g_stop_requested.load()) relay.Stop();
   absl::Status result = relay.Run(*confirmed);
   g_relay.store(nullptr);
+  if (metrics_server) metrics_server->Stop();
+  if (admin_server) admin_server->Stop();
   return result.ok() ? 0 : Fail(result);
 }
 
@@ -459,6 +535,17 @@ int PeekCommand(const std::vector<char*>& args) {
   }
   options.limit = absl::GetFlag(FLAGS_limit);
   absl::Status result = outboxd::cdc::Peek(options, std::cout, g_stop_requested);
+  return result.ok() ? 0 : Fail(result);
+}
+
+int StatusCommand() {
+  outboxd::admin::StatusCommandOptions options;
+  options.admin = absl::GetFlag(FLAGS_admin);
+  options.token_file = absl::GetFlag(FLAGS_admin_token_file);
+  options.tls_ca_file = absl::GetFlag(FLAGS_admin_tls_ca);
+  options.json = absl::GetFlag(FLAGS_json);
+  absl::Status result = outboxd::admin::PrintStatus(options, std::cout);
+  if (absl::IsInvalidArgument(result)) return Fail(result, kExitUsage);
   return result.ok() ? 0 : Fail(result);
 }
 
@@ -520,11 +607,7 @@ int main(int argc, char** argv) {
   if (command == "run") return Run(kafka_properties);
   if (command == "tail") return Tail();
   if (command == "peek") return PeekCommand(*rest);
-  if (command == "status") {
-    return Fail(absl::UnimplementedError(absl::StrCat(
-                    "`outboxd ", command, "` is not built yet in this version")),
-                kExitUsage);
-  }
+  if (command == "status") return StatusCommand();
   return Fail(absl::InvalidArgumentError(absl::StrCat("unknown command '", command,
                                                       "'; run `outboxd --help` for the commands")),
               kExitUsage);

@@ -9,6 +9,7 @@ packages=(
   libpq-dev librdkafka-dev
   libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
+  libcpp-httplib-dev prometheus-cpp-dev  # /metrics, /healthz, /readyz
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15

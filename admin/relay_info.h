@@ -1,0 +1,64 @@
+// RelayInfo and StatusReporter: what the admin API and /metrics say about a
+// running relay, computed from the RelayStats the relay publishes.
+//
+//   StatusReporter reporter(&stats, {.slot = "outboxd", .publication = "outboxd",
+//                                    .table = "public.outbox_events"});
+//   reporter.Sample(absl::Now());            // once a second: events/s
+//   v1::Status status = reporter.Snapshot(absl::Now());
+//
+// Thread-safe: Sample() runs on a server's ticker thread, Snapshot() on any
+// RPC or HTTP thread. RelayStats is read through its atomics only.
+#ifndef OUTBOXD_ADMIN_RELAY_INFO_H_
+#define OUTBOXD_ADMIN_RELAY_INFO_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "cdc/relay_stats.h"
+#include "outboxd/v1/admin.pb.h"
+
+namespace outboxd::admin {
+
+// outboxd's version (CMake's PROJECT_VERSION).
+const char* Version();
+
+// What does not change while the relay runs.
+struct RelayInfo {
+  std::string slot;
+  std::string publication;
+  std::string table;  // schema.name; empty for a messages-only outbox
+};
+
+class StatusReporter {
+ public:
+  StatusReporter(const cdc::RelayStats* stats, RelayInfo info) : stats_(stats), info_(std::move(info)) {}
+
+  // Takes a sample of the delivered counter; the rate reported is the one
+  // between the last two samples.
+  void Sample(absl::Time now);
+  v1::Status Snapshot(absl::Time now) const;
+
+  const cdc::RelayStats& stats() const { return *stats_; }
+  // Ready: connected to PostgreSQL and Kafka reachable.
+  bool Ready() const { return stats_->postgres_connected.load() && stats_->kafka_reachable.load(); }
+
+ private:
+  const cdc::RelayStats* stats_;
+  const RelayInfo info_;
+  mutable absl::Mutex mu_;
+  absl::Time last_sample_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t last_sample_delivered_ ABSL_GUARDED_BY(mu_) = 0;
+  double events_per_second_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Seconds since the oldest unacknowledged event committed; 0 with nothing in flight.
+double OldestUnackedAgeSeconds(const cdc::RelayStats& stats, absl::Time now);
+// server_wal_end - confirmed_lsn, 0 before the first keepalive.
+uint64_t LagBytes(const cdc::RelayStats& stats);
+
+}  // namespace outboxd::admin
+
+#endif  // OUTBOXD_ADMIN_RELAY_INFO_H_
