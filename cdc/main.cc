@@ -3,9 +3,11 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -133,14 +135,53 @@ Every flag also reads an environment variable: --postgres from OUTBOXD_POSTGRES,
 --flagfile=FILE reads flags from a file. `outboxd <command> --help` lists all flags.
 )";
 
-// Flags this binary defines; each may come from OUTBOXD_<NAME>.
-constexpr const char* kOurFlags[] = {
-    "postgres", "brokers", "table", "publication", "slot", "source", "message_prefix", "id_column", "aggregate_type_column",
-    "aggregate_id_column", "event_type_column", "payload_column", "headers_column", "topic_column",
-    "topic_prefix", "dead_letter_topic", "on_poison", "delivery", "checkpoint_topic",
-    "transaction_max_events", "transaction_max_age", "linger_ms", "status_interval", "max_backoff",
-    "shutdown_timeout", "log_format", "log_level", "topic", "from", "limit", "timeout", "admin", "end_lsn",
-    "admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen", "admin_tls_ca", "json"};
+// Every flag this binary defines, grouped for `outboxd <command> --help`; each
+// also comes from OUTBOXD_<NAME> (kafka_property has its own rule). A new flag
+// goes into a group here, or it has no environment variable and no help.
+struct FlagGroup {
+  const char* title;
+  std::vector<absl::string_view> commands;
+  std::vector<absl::string_view> flags;
+};
+const std::vector<FlagGroup>& FlagGroups() {
+  static const std::vector<FlagGroup> groups = {
+      {"PostgreSQL", {"init", "run", "peek"}, {"postgres"}},
+      {"Outbox", {"init", "run"},
+       {"table", "publication", "slot", "source", "message_prefix", "id_column",
+        "aggregate_type_column", "aggregate_id_column", "event_type_column", "payload_column",
+        "headers_column", "topic_column"}},
+      {"Kafka", {"run", "tail"}, {"brokers"}},
+      {"Routing and producer", {"run"},
+       {"topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "kafka_property"}},
+      {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "transaction_max_events", "transaction_max_age"}},
+      {"Behaviour", {"run"}, {"status_interval", "max_backoff", "shutdown_timeout"}},
+      {"Admin API and metrics", {"run"},
+       {"admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen"}},
+      {"tail", {"tail"}, {"topic", "from", "limit", "timeout"}},
+      {"peek", {"peek"}, {"slot", "publication", "end_lsn", "limit"}},
+      {"status", {"status"}, {"admin", "admin_token_file", "admin_tls_ca", "json"}},
+      {"Logging", {"init", "run", "tail", "peek", "status"}, {"log_format", "log_level"}},
+  };
+  return groups;
+}
+
+// `outboxd <command> --help`: the command's flags by group, each with its default.
+void PrintCommandHelp(absl::string_view command) {
+  std::cout << "usage: outboxd " << command << " [flags]\n";
+  for (const FlagGroup& group : FlagGroups()) {
+    if (std::find(group.commands.begin(), group.commands.end(), command) == group.commands.end()) continue;
+    std::cout << "\n" << group.title << ":\n";
+    for (absl::string_view name : group.flags) {
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag == nullptr) continue;
+      const std::string def = flag->DefaultValue();
+      std::cout << "  --" << name << (def.empty() ? "" : "  (default: " + def + ")") << "\n      "
+                << flag->Help() << "\n";
+    }
+  }
+  std::cout << "\nEvery flag also reads OUTBOXD_<FLAG> (e.g. OUTBOXD_POSTGRES); the command line wins.\n"
+               "--flagfile=FILE reads flags from a file.\n";
+}
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
@@ -152,7 +193,10 @@ int Fail(const absl::Status& status, int code = kExitFailure) {
 
 // Applies OUTBOXD_<FLAG> for every flag; the command line, parsed afterwards, wins.
 absl::Status ApplyEnvironment() {
-  for (const char* name : kOurFlags) {
+  std::set<absl::string_view> names;
+  for (const FlagGroup& group : FlagGroups()) names.insert(group.flags.begin(), group.flags.end());
+  names.erase("kafka_property");  // several values: see ExtractKafkaProperties
+  for (absl::string_view name : names) {
     const std::string var = absl::StrCat("OUTBOXD_", absl::AsciiStrToUpper(name));
     const char* value = getenv(var.c_str());
     if (value == nullptr) continue;
@@ -579,6 +623,13 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   absl::SetProgramUsageMessage(kUsage);
+  for (int i = 2; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-help" || arg == "-h" || arg == "--helpfull") {
+      PrintCommandHelp(command);
+      return 0;
+    }
+  }
   setenv("PGCONNECT_TIMEOUT", "10", /*overwrite=*/0);
 
   std::vector<std::pair<std::string, std::string>> kafka_properties;

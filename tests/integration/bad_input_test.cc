@@ -463,3 +463,27 @@ TEST_F(BadInputTest, PasswordNeverAppearsInLogs) {
 
 }  // namespace
 }  // namespace outboxd::test
+
+namespace outboxd::test {
+namespace {
+
+TEST(CommandHelpTest, RunHelpGroupsEveryFlagWithItsDefault) {
+  RelayEnv env;  // only for RunOutboxd: nothing is started
+  auto result = env.RunOutboxd({"run", "--help"});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->first, 0);
+  for (const char* expected :
+       {"PostgreSQL:", "Outbox:", "Routing and producer:", "Delivery:", "Admin API and metrics:",
+        "--postgres", "--kafka_property", "--delivery  (default: at-least-once)",
+        "--on_poison  (default: dead-letter)", "--linger_ms  (default: 1)", "OUTBOXD_<FLAG>"}) {
+    EXPECT_THAT(result->second, ::testing::HasSubstr(expected));
+  }
+  // tail's help shows tail's flags, not the relay's.
+  auto tail = env.RunOutboxd({"tail", "--help"});
+  ASSERT_TRUE(tail.ok());
+  EXPECT_THAT(tail->second, ::testing::HasSubstr("--from  (default: beginning)"));
+  EXPECT_THAT(tail->second, ::testing::Not(::testing::HasSubstr("--delivery")));
+}
+
+}  // namespace
+}  // namespace outboxd::test
