@@ -388,8 +388,11 @@ absl::StatusOr<std::vector<KafkaRecord>> ReadWholeTopic(absl::string_view broker
       {"group.id", "outboxd-fault-checker"},
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
-      {"enable.partition.eof", "false"},
-      // What an exactly-once consumer would use; harmless for at-least-once.
+      // The end of a partition may be a transaction marker (a control record, never delivered):
+      // the end-of-partition event says the reader has passed it.
+      {"enable.partition.eof", "true"},
+      // What an exactly-once consumer uses (librdkafka's default, stated); on a real Kafka it
+      // hides aborted and open transactions. kafka-mock ignores it.
       {"isolation.level", "read_committed"},
       {"log_level", "3"},
   };
@@ -464,7 +467,16 @@ absl::StatusOr<std::vector<KafkaRecord>> ReadWholeTopic(absl::string_view broker
           absl::StrCat("read ", records.size(), " of ", total, " records of ", name));
     }
     std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk.get(), 200));
-    if (m == nullptr || m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    if (m == nullptr) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // The fetch position (past markers and aborted records) reached the end as of now.
+      if (m->partition >= 0 && m->partition < partitions) {
+        int64_t& at = next[static_cast<size_t>(m->partition)];
+        at = std::max(at, m->offset);
+      }
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
     const size_t p = static_cast<size_t>(m->partition);
     if (m->offset >= high[p]) continue;
     next[p] = m->offset + 1;

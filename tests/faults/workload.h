@@ -8,7 +8,7 @@
 //   ... faults ...
 //   workload.Stop();
 //   ASSERT_OK(workload.ResolveUnknown(pg));   // COMMITs whose answer was lost: look them up
-//   auto records = ReadWholeTopic(brokers, Workload::kTopic);
+//   auto records = ReadWholeTopic(brokers, "outbox.event.fault");  // --topic_prefix + kAggregateType
 //   CheckResult result = Check(workload.Outcomes(), *records);
 //   EXPECT_TRUE(result.Ok()) << result.Describe();
 //
@@ -79,7 +79,7 @@ struct WorkloadStats {
 class Workload {
  public:
   static constexpr absl::string_view kAggregateType = "fault";
-  static constexpr absl::string_view kTopic = "outbox.event.fault";
+  // The events go to <--topic_prefix>fault.
 
   Workload(std::string conninfo, WorkloadOptions options)
       : conninfo_(std::move(conninfo)), options_(options) {}
@@ -136,7 +136,9 @@ class Workload {
 
 // Every record of `topic`: all partitions read from the beginning up to the high watermark taken
 // when the call starts (call it once nothing is being produced any more). Within a partition the
-// records are in offset order.
+// records are in offset order. Reads with isolation.level=read_committed: on a real Kafka,
+// records of aborted or open transactions are not returned, and a partition is read through once
+// the reader reaches its end (the last offsets may be transaction markers, never delivered).
 absl::StatusOr<std::vector<KafkaRecord>> ReadWholeTopic(absl::string_view brokers,
                                                         absl::string_view topic,
                                                         absl::Duration deadline = absl::Seconds(60));

@@ -1,5 +1,5 @@
-// RelayEnv: a throwaway PostgreSQL, kafka-mock and the real outboxd binary,
-// for integration tests.
+// RelayEnv: a throwaway PostgreSQL, kafka-mock (or an external Kafka) and the real outboxd
+// binary, for integration tests.
 //
 //   RelayEnv env;                        // in a test fixture's SetUp
 //   ASSERT_OK(env.Start());              // PostgreSQL + kafka-mock + `outboxd init`
@@ -9,6 +9,11 @@
 //
 // Tests talk to a real server and a real Kafka-protocol broker; only the
 // assertions are in-process.
+//
+// External Kafka: with OUTBOXD_TEST_KAFKA_BROKERS set, no kafka-mock is started and kafka() is an
+// ExternalKafka on those brokers (tests/support/external_kafka.h). A real broker keeps topics
+// between tests, so a test meant to run there names its topics uniquely (the fault suite derives
+// every name from a per-test prefix); kafka().HasMockControl() is false there.
 #ifndef OUTBOXD_TESTS_INTEGRATION_RELAY_ENV_H_
 #define OUTBOXD_TESTS_INTEGRATION_RELAY_ENV_H_
 
@@ -25,6 +30,8 @@
 #include "gtest/gtest.h"
 #include "outboxd/lsn.h"
 #include "outboxd/v1/event.pb.h"
+#include "tests/support/external_kafka.h"
+#include "tests/support/kafka_control.h"
 #include "tests/support/kafka_mock_process.h"
 #include "tests/support/kafka_reader.h"
 #include "tests/support/pg_server.h"
@@ -61,14 +68,21 @@ inline void SortById(std::vector<Event>& events) {
 
 class RelayEnv {
  public:
-  // PostgreSQL (wal_level=logical) + kafka-mock; with init, also `outboxd init`.
+  // PostgreSQL (wal_level=logical) + kafka-mock with `brokers` brokers (or the external Kafka);
+  // with init, also `outboxd init`.
   absl::Status Start(bool init = true, PgServerOptions pg_options = {}, int brokers = 3) {
     auto pg = PgServer::Start(std::move(pg_options));
     if (!pg.ok()) return pg.status();
     pg_ = std::move(*pg);
-    auto kafka = KafkaMockProcess::Start(brokers);
-    if (!kafka.ok()) return kafka.status();
-    kafka_ = std::move(*kafka);
+    if (ExternalKafka::Configured()) {
+      auto kafka = ExternalKafka::FromEnv();
+      if (!kafka.ok()) return kafka.status();
+      kafka_ = std::move(*kafka);
+    } else {
+      auto kafka = KafkaMockProcess::Start(brokers);
+      if (!kafka.ok()) return kafka.status();
+      kafka_ = std::move(*kafka);
+    }
     if (!init) return absl::OkStatus();
     auto result = RunOutboxd({"init", "--postgres=" + pg_->ConnInfo()});
     if (!result.ok()) return result.status();
@@ -77,7 +91,9 @@ class RelayEnv {
   }
 
   PgServer& pg() { return *pg_; }
-  KafkaMockProcess& kafka() { return *kafka_; }
+  KafkaControl& kafka() { return *kafka_; }
+  // True when running against OUTBOXD_TEST_KAFKA_BROKERS instead of kafka-mock.
+  static bool ExternalKafkaMode() { return ExternalKafka::Configured(); }
   std::string Brokers() const { return kafka_->bootstrap(); }
 
   // Runs outboxd to completion: (exit code, stderr).
@@ -162,7 +178,7 @@ class RelayEnv {
 
  private:
   std::unique_ptr<PgServer> pg_;
-  std::unique_ptr<KafkaMockProcess> kafka_;
+  std::unique_ptr<KafkaControl> kafka_;
 };
 
 }  // namespace outboxd::test

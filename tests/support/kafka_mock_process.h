@@ -1,4 +1,5 @@
-// The `kafka-mock` binary (librdkafka's mock cluster) as a child process, steered over its stdin.
+// The `kafka-mock` binary (librdkafka's mock cluster) as a child process, steered over its stdin;
+// the default KafkaControl (tests/support/kafka_control.h).
 //
 //   absl::StatusOr<std::unique_ptr<KafkaMockProcess>> kafka = KafkaMockProcess::Start();
 //   ASSERT_TRUE(kafka.ok()) << kafka.status();
@@ -23,10 +24,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "tests/support/kafka_control.h"
 
 namespace outboxd::test {
 
-class KafkaMockProcess {
+class KafkaMockProcess : public KafkaControl {
  public:
   // Starts OUTBOXD_BIN_DIR/kafka-mock --brokers=N (broker ids 1..N) and waits for its bootstrap
   // list. Topics that a producer names are auto-created with the mock cluster's default
@@ -36,22 +38,23 @@ class KafkaMockProcess {
   KafkaMockProcess(const KafkaMockProcess&) = delete;
   KafkaMockProcess& operator=(const KafkaMockProcess&) = delete;
   // SIGTERM, then SIGKILL if it has not exited within a few seconds.
-  ~KafkaMockProcess();
+  ~KafkaMockProcess() override;
 
   // "127.0.0.1:port,127.0.0.1:port,..." for bootstrap.servers.
-  const std::string& bootstrap() const { return bootstrap_; }
+  const std::string& bootstrap() const override { return bootstrap_; }
   pid_t pid() const { return pid_; }
 
   // Sends one control line (see `kafka-mock --help`) and waits for its answer; an error unless
   // the answer is "ok".
-  absl::Status Command(absl::string_view line);
+  absl::Status Command(absl::string_view line) override;
+  bool HasMockControl() const override { return true; }
   // Down: the broker drops its connections and refuses new ones; partition leadership stays.
   absl::Status BrokerDown(int id);
   absl::Status BrokerUp(int id);
-  absl::Status AllDown();
-  absl::Status AllUp();
+  absl::Status AllDown() override;
+  absl::Status AllUp() override;
   // Replication factor min(brokers, 3).
-  absl::Status CreateTopic(absl::string_view name, int partitions);
+  absl::Status CreateTopic(absl::string_view name, int partitions) override;
 
  private:
   KafkaMockProcess(pid_t pid, int control_fd) : pid_(pid), control_fd_(control_fd) {}

@@ -5,7 +5,8 @@
 //   ASSERT_TRUE(records.ok()) << records.status();
 //   EXPECT_EQ(records->size(), 3);
 //
-// No group membership and no commits: every call assigns every partition from the beginning, so
+// Reads with isolation.level=read_committed (librdkafka's default, set explicitly): on a real
+// Kafka, aborted and open transactions are invisible. No group membership and no commits: every call assigns every partition from the beginning, so
 // it sees all records, including ones an earlier call already read. Looking for the topic never
 // creates it (see WaitForPartitions in the .cc: the mock cluster auto-creates a topic that a
 // metadata request names). Each call owns a short-lived consumer on
