@@ -471,6 +471,7 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   options.outbox = *config;
   options.dead_letter_topic = sink_config.dead_letter_topic;
   options.stop_on_poison = sink_config.stop_on_poison;
+  options.sink_per_session = delivery == "exactly-once";
   options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers, " (", delivery, ")");
   options.status_interval = absl::GetFlag(FLAGS_status_interval);
   options.max_backoff = absl::GetFlag(FLAGS_max_backoff);

@@ -93,7 +93,9 @@ void Relay::OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status&
 
 absl::Status Relay::Run(Lsn start) {
   tracker_.AdvanceConfirmed(start);
-  if (absl::Status s = MakeSink(); !s.ok()) return s;
+  if (!options_.sink_per_session) {
+    if (absl::Status s = MakeSink(); !s.ok()) return s;
+  }
   absl::Duration backoff = options_.initial_backoff;
   bool waiting_as_standby = false;
   while (!stop_.load()) {
@@ -106,7 +108,9 @@ absl::Status Relay::Run(Lsn start) {
       stats_->rewinds.fetch_add(1);
       tracker_.Reset();
       pending_.reset();
-      if (absl::Status s = MakeSink(); !s.ok()) return s;
+      if (!options_.sink_per_session) {  // otherwise the next session makes it
+        if (absl::Status s = MakeSink(); !s.ok()) return s;
+      }
       backoff = options_.initial_backoff;
       continue;
     }
@@ -150,13 +154,23 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                                                .messages = options_.outbox.source.messages});
   if (!connected.ok()) return connected.status();
   ReplicationStream& stream = **connected;
-  // Another relay may have confirmed more while this one waited as a standby;
-  // an exactly-once sink knows from its checkpoint what Kafka already has.
+  // Another relay may have confirmed more while this one waited as a standby.
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
-  tracker_.AdvanceConfirmed(sink_->RecoveredPosition());
+  if (options_.sink_per_session) {
+    // The previous session's sink (replaced below) aborts what it had open:
+    // replay from the confirmed position.
+    tracker_.Reset();
+  }
   const Lsn start = tracker_.LastReceivedLsn();
   parser_ = decoder::PgOutputParser(PgOutputProtocolFor(stream.server_version_num()));
   if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
+  if (options_.sink_per_session) {
+    // Only now that this relay holds the slot: fence, read the checkpoint.
+    if (absl::Status s = MakeSink(); !s.ok()) return s;
+  }
+  // An exactly-once sink knows from its checkpoint what Kafka already has;
+  // what the server sends below it, the sink acknowledges without sending.
+  tracker_.AdvanceConfirmed(sink_->RecoveredPosition());
   stats_->postgres_connected.store(true);
   stats_->set_server_version(stream.server_version());
   decoder_.Reset();

@@ -53,6 +53,12 @@ struct RelayOptions {
   // --on_poison=stop: a row that cannot be routed stops the relay instead of
   // going to the dead-letter topic (the sink does the same for what Kafka rejects).
   bool stop_on_poison = false;
+  // Make a fresh sink for every replication session, once this relay holds
+  // the slot (exactly-once: creating the sink fences other producers of the
+  // slot and reads its checkpoint, which a hot standby must not do while the
+  // active relay still works). Each session then replays from the confirmed
+  // position, as after a rewind.
+  bool sink_per_session = false;
   std::string sink_description;  // For the start-up log line, e.g. "Kafka at host:9092".
   absl::Duration status_interval = absl::Seconds(1);
   absl::Duration initial_backoff = absl::Milliseconds(200);

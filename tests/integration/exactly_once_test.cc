@@ -131,5 +131,30 @@ TEST_F(ExactlyOnceTest, BrokerOutageLosesNothingAndRepeatsNothing) {
   EXPECT_EQ(Stop(*relay), 0);
 }
 
+TEST_F(ExactlyOnceTest, StandbyTouchesKafkaTransactionsOnlyOnceItHoldsTheSlot) {
+  auto active = StartRelay();
+  ASSERT_TRUE(active);
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(active->Stderr(), "streaming slot"); }, absl::Seconds(20)));
+  auto standby = StartRelay();
+  ASSERT_TRUE(standby);
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(standby->Stderr(), "hot standby"); }, absl::Seconds(20)));
+  // Fencing or reading the checkpoint now would cut the active relay off
+  // (on a real Kafka): the standby must not have done either.
+  EXPECT_THAT(standby->Stderr(), ::testing::Not(::testing::HasSubstr("last committed checkpoint")));
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "ViaActive", "{}"));
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << active->Stderr();
+  EXPECT_THAT(active->Stderr(), ::testing::Not(::testing::HasSubstr("rewinding")));
+
+  active->Signal(SIGKILL);
+  ASSERT_TRUE(active->Wait(absl::Seconds(10)).ok());
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(standby->Stderr(), "streaming slot"); }, absl::Seconds(20)));
+  EXPECT_THAT(standby->Stderr(), ::testing::HasSubstr("last committed checkpoint"));
+  ASSERT_OK(env_.InsertEvent("order", "o-2", "ViaStandby", "{}"));
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << standby->Stderr();
+  std::vector<Event> events = env_.ReadAllCommitted("outbox.event.order", 10);
+  EXPECT_EQ(CountIds(events).size(), 2u);
+  EXPECT_EQ(Stop(*standby), 0);
+}
+
 }  // namespace
 }  // namespace outboxd::test
