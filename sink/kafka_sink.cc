@@ -55,19 +55,6 @@ absl::Status PoisonError(absl::string_view event_id, absl::string_view reason) {
       "broker limit and restart, or run with --on_poison=dead-letter to park such events"));
 }
 
-bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
-  switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool IsSizeError(rd_kafka_resp_err_t err) {
   return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
          err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;

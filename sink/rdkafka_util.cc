@@ -68,6 +68,19 @@ void WakeupPipe::Drain() const {
   }
 }
 
+bool IsPermanentRecordError(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const char* buf) {
   // syslog levels: 0..3 are emergencies to errors, 4 warnings; the rest is
   // librdkafka's chatter.

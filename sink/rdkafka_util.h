@@ -104,6 +104,10 @@ class WakeupPipe {
 absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& config,
                                      const std::vector<std::pair<std::string, std::string>>& extra);
 
+// Errors that Kafka will give for this record however often it is sent
+// (too large, invalid, topic unusable): retrying cannot help.
+bool IsPermanentRecordError(rd_kafka_resp_err_t err);
+
 // A log callback (rd_kafka_conf_set_log_cb) that passes librdkafka's warnings
 // and errors to outboxd's log, prefixed "kafka: ". Runs on librdkafka's threads.
 void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const char* buf);

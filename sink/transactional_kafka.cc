@@ -40,6 +40,10 @@ absl::Status TxnStatus(ErrorPtr error, absl::string_view what) {
   if (error == nullptr) return absl::OkStatus();
   const std::string message = absl::StrCat(what, ": ", rd_kafka_error_name(error.get()), ": ",
                                            rd_kafka_error_string(error.get()));
+  if (IsPermanentRecordError(rd_kafka_error_code(error.get()))) {
+    // Sending the batch again would be rejected again; the caller must stop.
+    return absl::FailedPreconditionError(message);
+  }
   if (rd_kafka_error_is_fatal(error.get())) return absl::InternalError(message);
   if (rd_kafka_error_txn_requires_abort(error.get())) return absl::AbortedError(message);
   return absl::UnavailableError(message);

@@ -43,8 +43,9 @@ class TransactionalKafka {
   // nothing queued. OutOfRange: the record is larger than the client allows.
   virtual absl::Status Send(const Record& record) = 0;
   // Commits everything sent since BeginTransaction. Aborted: the transaction
-  // must be aborted (and its records sent again); other errors are fatal for
-  // this producer (e.g. fenced by a newer one).
+  // must be aborted (and its records sent again); FailedPrecondition: Kafka
+  // rejected one of its records for good (sending again cannot help); other
+  // errors are fatal for this producer (e.g. fenced by a newer one).
   virtual absl::Status CommitTransaction() = 0;
   virtual absl::Status AbortTransaction() = 0;
 

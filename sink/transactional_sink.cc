@@ -132,6 +132,17 @@ void TransactionalSink::Commit() {
     sent = kafka_->Send(record);
   }
   absl::Status committed = sent.ok() ? kafka_->CommitTransaction() : sent;
+  if (absl::IsFailedPrecondition(committed)) {
+    // The rejected record is not named in the error, so it cannot be parked
+    // in the dead-letter topic, and retrying would fail the same way forever.
+    Abort(absl::FailedPreconditionError(absl::StrCat(
+        "poison event: Kafka rejected a record of the transaction (", committed.message(),
+        "); in exactly-once mode outboxd cannot tell which event, so it stops instead of "
+        "retrying forever. Nothing past the last committed checkpoint is confirmed. Fix: raise "
+        "message.max.bytes on the broker to at least the client's, or find the row with "
+        "`outboxd peek` and correct it, then restart")));
+    return;
+  }
   if (!committed.ok()) {
     Abort(absl::UnavailableError(absl::StrCat("Kafka transaction not committed: ", committed.message())));
     return;

@@ -28,8 +28,9 @@
 //
 // Failures: a commit that fails is aborted and every ticket of the batch is
 // reported Unavailable (the relay rewinds and sends the batch again in a new
-// transaction). A record the broker rejects makes Kafka abort the transaction;
-// the batch then fails the same way.
+// transaction). A record the broker rejects for good fails the commit without
+// saying which record it was: every ticket is then reported FailedPrecondition
+// (a poison event: the relay stops rather than retry forever).
 //
 // Thread: one owning thread; delivery callbacks run inside its calls.
 #ifndef OUTBOXD_SINK_TRANSACTIONAL_SINK_H_

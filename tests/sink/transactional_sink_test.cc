@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "checkpoint/ack_tracker.h"
 #include "gtest/gtest.h"
@@ -46,6 +47,7 @@ class KafkaModel {
   std::map<std::string, uint64_t> open_transaction;  // transactional id → open transaction
   uint64_t next_transaction = 1;
   int fail_next_commits = 0;
+  bool reject_next_commit = false;  // a record the broker will never take
   size_t queue_limit = 1000000;  // records of one open transaction before "queue full"
 };
 
@@ -92,6 +94,10 @@ class ModelProducer : public TransactionalKafka {
   absl::Status CommitTransaction() override {
     if (crashed) return absl::OkStatus();
     if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    if (model_->reject_next_commit) {
+      model_->reject_next_commit = false;
+      return absl::FailedPreconditionError("MSG_SIZE_TOO_LARGE: injected");
+    }
     if (model_->fail_next_commits > 0) {
       --model_->fail_next_commits;
       return absl::AbortedError("injected: commit failed, abort required");
@@ -230,6 +236,21 @@ TEST(TransactionalSinkTest, FailedCommitAbortsAndReportsEveryEvent) {
   for (const auto& [t, s] : acks.reports) EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_TRUE(model.ReadCommitted("outbox.event.order").empty());
   EXPECT_EQ(CheckpointIn(model), Lsn());
+}
+
+TEST(TransactionalSinkTest, RecordRejectedForGoodIsPoisonNotAnEndlessRetry) {
+  KafkaModel model;
+  Acks acks;
+  auto sink = MakeSink(model, acks);
+  model.reject_next_commit = true;
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  sink->EndOfTransaction(Lsn(150));
+  sink->StreamIdle();
+  ASSERT_EQ(acks.reports.size(), 1u);
+  // FailedPrecondition: the relay stops instead of rewinding into the same rejection.
+  EXPECT_TRUE(absl::IsFailedPrecondition(acks.reports[0].second)) << acks.reports[0].second;
+  EXPECT_TRUE(absl::StrContains(acks.reports[0].second.message(), "poison event"));
+  EXPECT_TRUE(model.ReadCommitted("outbox.event.order").empty());
 }
 
 TEST(TransactionalSinkTest, NewProducerFencesZombieAndAbortsItsOpenTransaction) {
