@@ -24,6 +24,8 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 test: build fuzz-build
 	./scripts/check-compose.sh
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+	# Bench smoke run (~30 s): keeps the bench code from rotting; targets are not checked here.
+	./scripts/bench.sh --quick --build-dir=$(BUILD_DIR)
 
 unit-test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -LE integration
