@@ -10,6 +10,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
   libcpp-httplib-dev prometheus-cpp-dev  # /metrics, /healthz, /readyz
+  openssl  # the admin TLS test makes a certificate
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15
