@@ -72,6 +72,8 @@ class RdKafkaTransactional final : public TransactionalKafka {
       return s;
     }
     rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
+    rd_kafka_conf_set_opaque(conf.get(), this);
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), &RdKafkaTransactional::DeliveryReport);
     std::array<char, 512> errstr{};
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size());
     if (rk == nullptr) {
@@ -94,6 +96,7 @@ class RdKafkaTransactional final : public TransactionalKafka {
                                                                absl::string_view key) override;
 
   absl::Status BeginTransaction() override {
+    failed_record_ = RD_KAFKA_RESP_ERR_NO_ERROR;
     return TxnStatus(ErrorPtr(rd_kafka_begin_transaction(producer_.get())),
                      "beginning a Kafka transaction");
   }
@@ -124,7 +127,21 @@ class RdKafkaTransactional final : public TransactionalKafka {
     }
   }
 
+  absl::Status FlushTransaction() override {
+    // Every record's fate first: a record that failed (e.g. timed out in the
+    // queue during an outage) must abort the transaction, never be committed
+    // around; librdkafka 2.0.2 does not always fail the commit for it.
+    rd_kafka_flush(producer_.get(), kTransactionTimeoutMs);
+    if (failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
+    const std::string why = absl::StrCat("a record of the transaction was not delivered: ",
+                                         rd_kafka_err2name(failed_record_), ": ",
+                                         rd_kafka_err2str(failed_record_));
+    return IsPermanentRecordError(failed_record_) ? absl::FailedPreconditionError(why)
+                                                  : absl::AbortedError(why);
+  }
+
   absl::Status CommitTransaction() override {
+    if (absl::Status flushed = FlushTransaction(); !flushed.ok()) return flushed;
     return TxnStatus(ErrorPtr(rd_kafka_commit_transaction(producer_.get(), kTransactionTimeoutMs)),
                      "committing the Kafka transaction");
   }
@@ -144,6 +161,15 @@ class RdKafkaTransactional final : public TransactionalKafka {
   int wakeup_fd() const override { return wakeup_.fd(); }
 
  private:
+  // Runs on the owning thread, inside Poll(), flush and the transactional calls.
+  static void DeliveryReport(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+    auto* self = static_cast<RdKafkaTransactional*>(opaque);
+    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR && self->failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      self->failed_record_ = message->err;
+    }
+  }
+
+  rd_kafka_resp_err_t failed_record_ = RD_KAFKA_RESP_ERR_NO_ERROR;  // first failure in this transaction
   SinkConfig config_;
   WakeupPipe wakeup_;  // declared before producer_: the handle goes first
   ProducerHandle producer_;

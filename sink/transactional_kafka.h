@@ -42,6 +42,10 @@ class TransactionalKafka {
   // Queues a record in the open transaction. ResourceExhausted: queue full,
   // nothing queued. OutOfRange: the record is larger than the client allows.
   virtual absl::Status Send(const Record& record) = 0;
+  // Waits until every record sent in the open transaction is delivered or has
+  // failed. Aborted if one failed (the transaction must be aborted);
+  // FailedPrecondition if Kafka rejected one for good.
+  virtual absl::Status FlushTransaction() = 0;
   // Commits everything sent since BeginTransaction. Aborted: the transaction
   // must be aborted (and its records sent again); FailedPrecondition: Kafka
   // rejected one of its records for good (sending again cannot help); other

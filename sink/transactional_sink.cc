@@ -117,6 +117,13 @@ absl::Status TransactionalSink::Flush(absl::Duration timeout) {
 }
 
 void TransactionalSink::Commit() {
+  // The events first, the checkpoint after: a checkpoint record is only ever
+  // sent for a batch whose events all reached Kafka, so even a reader that
+  // sees aborted records (kafka-mock) never finds a checkpoint past them.
+  if (absl::Status flushed = kafka_->FlushTransaction(); !flushed.ok()) {
+    FailCommit(flushed);
+    return;
+  }
   v1::Checkpoint checkpoint;
   checkpoint.set_slot(config_.slot);
   checkpoint.set_end_lsn(batch_end_.value());
@@ -132,6 +139,21 @@ void TransactionalSink::Commit() {
     sent = kafka_->Send(record);
   }
   absl::Status committed = sent.ok() ? kafka_->CommitTransaction() : sent;
+  if (!committed.ok()) {
+    FailCommit(committed);
+    return;
+  }
+  open_ = false;
+  ++transactions_committed_;
+  auto tickets = std::move(batch_tickets_);
+  batch_tickets_.clear();
+  batch_events_ = 0;
+  for (const auto& [ticket, count] : tickets) {
+    for (uint64_t i = 0; i < count; ++i) on_delivery_(ticket, absl::OkStatus());
+  }
+}
+
+void TransactionalSink::FailCommit(const absl::Status& committed) {
   if (absl::IsFailedPrecondition(committed)) {
     // The rejected record is not named in the error, so it cannot be parked
     // in the dead-letter topic, and retrying would fail the same way forever.
@@ -143,18 +165,7 @@ void TransactionalSink::Commit() {
         "`outboxd peek` and correct it, then restart")));
     return;
   }
-  if (!committed.ok()) {
-    Abort(absl::UnavailableError(absl::StrCat("Kafka transaction not committed: ", committed.message())));
-    return;
-  }
-  open_ = false;
-  ++transactions_committed_;
-  auto tickets = std::move(batch_tickets_);
-  batch_tickets_.clear();
-  batch_events_ = 0;
-  for (const auto& [ticket, count] : tickets) {
-    for (uint64_t i = 0; i < count; ++i) on_delivery_(ticket, absl::OkStatus());
-  }
+  Abort(absl::UnavailableError(absl::StrCat("Kafka transaction not committed: ", committed.message())));
 }
 
 void TransactionalSink::Abort(const absl::Status& why) {

@@ -101,6 +101,9 @@ class TransactionalSink {
   absl::Status Recover();
   // Commits the open batch (checkpoint record included) and acknowledges it.
   void Commit();
+  // Aborts a batch whose flush or commit failed: a record rejected for good
+  // is a poison event (FailedPrecondition), anything else is retried.
+  void FailCommit(const absl::Status& status);
   // Aborts the open batch; its tickets are reported with `why`.
   void Abort(const absl::Status& why);
   bool AtBoundary() const { return open_ && !inside_pg_transaction_; }

@@ -48,6 +48,7 @@ class KafkaModel {
   uint64_t next_transaction = 1;
   int fail_next_commits = 0;
   bool reject_next_commit = false;  // a record the broker will never take
+  bool fail_next_flush = false;     // a record of the transaction was not delivered
   size_t queue_limit = 1000000;  // records of one open transaction before "queue full"
 };
 
@@ -90,6 +91,14 @@ class ModelProducer : public TransactionalKafka {
     ++sent_in_transaction_;
     model_->log.push_back({record, id_, transaction_, KafkaModel::State::kOpen});
     return absl::OkStatus();
+  }
+  absl::Status FlushTransaction() override {
+    if (crashed) return absl::OkStatus();
+    if (model_->fail_next_flush) {
+      model_->fail_next_flush = false;
+      return absl::AbortedError("injected: a record timed out");
+    }
+    return CheckEpoch();
   }
   absl::Status CommitTransaction() override {
     if (crashed) return absl::OkStatus();
@@ -236,6 +245,20 @@ TEST(TransactionalSinkTest, FailedCommitAbortsAndReportsEveryEvent) {
   for (const auto& [t, s] : acks.reports) EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_TRUE(model.ReadCommitted("outbox.event.order").empty());
   EXPECT_EQ(CheckpointIn(model), Lsn());
+}
+
+TEST(TransactionalSinkTest, UndeliveredRecordAbortsBeforeTheCheckpointIsWritten) {
+  KafkaModel model;
+  Acks acks;
+  auto sink = MakeSink(model, acks);
+  model.fail_next_flush = true;
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  sink->EndOfTransaction(Lsn(150));
+  sink->StreamIdle();
+  ASSERT_EQ(acks.reports.size(), 1u);
+  EXPECT_TRUE(absl::IsUnavailable(acks.reports[0].second)) << acks.reports[0].second;
+  // Not even an aborted checkpoint record exists: nothing a reader could mistake.
+  for (const KafkaModel::Stored& stored : model.log) EXPECT_NE(stored.record.topic, "outboxd.checkpoints");
 }
 
 TEST(TransactionalSinkTest, RecordRejectedForGoodIsPoisonNotAnEndlessRetry) {
