@@ -23,9 +23,9 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 # Every test: unit tests and integration tests (real PostgreSQL + kafka-mock).
 test: build fuzz-build
 	./scripts/check-compose.sh
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 	# Bench smoke run (~30 s): keeps the bench code from rotting; targets are not checked here.
 	./scripts/bench.sh --quick --build-dir=$(BUILD_DIR)
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
 unit-test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -LE integration

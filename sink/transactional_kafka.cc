@@ -51,8 +51,9 @@ absl::Status TxnStatus(ErrorPtr error, absl::string_view what) {
 
 // librdkafka behind TransactionalKafka.
 //
-// Thread: the owning thread calls everything; delivery reports (only counted
-// here: a failed record makes the commit fail) run inside Poll() and the
+// Thread: the owning thread calls everything; delivery reports (which record
+// the first failed record of the open transaction, so FlushTransaction() can
+// refuse to commit around it) run inside Poll(), flushes and the
 // transactional calls.
 class RdKafkaTransactional final : public TransactionalKafka {
  public:
