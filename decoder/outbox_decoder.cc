@@ -52,7 +52,10 @@ absl::StatusOr<OutboxTable> OutboxTable::Parse(absl::string_view qualified) {
 }
 
 OutboxDecoder::OutboxDecoder(OutboxTable table, OutboxColumns columns, OutboxSource source)
-    : table_(std::move(table)), columns_(std::move(columns)), source_(std::move(source)) {}
+    : table_(std::move(table)),
+      qualified_table_(table_.QualifiedName()),
+      columns_(std::move(columns)),
+      source_(std::move(source)) {}
 
 void OutboxDecoder::Reset() {
   relations_.Clear();
@@ -145,7 +148,7 @@ DecodedEvent OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn)
     out.topic_override.assign(d->value.data(), d->value.size());
   }
 
-  SetSource(event, lsn, table_.QualifiedName());
+  SetSource(event, lsn, qualified_table_);
   return out;
 }
 

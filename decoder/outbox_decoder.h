@@ -93,6 +93,7 @@ class OutboxDecoder {
   void SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view origin) const;
 
   OutboxTable table_;
+  std::string qualified_table_;  // table_.QualifiedName(), built once: it goes into every event
   OutboxColumns columns_;
   OutboxSource source_;
   RelationCache relations_;
