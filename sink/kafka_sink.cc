@@ -237,11 +237,12 @@ rd_kafka_resp_err_t RdKafkaSink::ProduceRecord(const Record& record, Ticket tick
     rd_kafka_header_add(hdrs.get(), name.data(), static_cast<ssize_t>(name.size()),
                         header_value.data(), static_cast<ssize_t>(header_value.size()));
   }
-  const std::string& topic_name = record.topic;
+  rd_kafka_topic_t* topic = producer_.Topic(record.topic);
+  if (topic == nullptr) return rd_kafka_last_error();
   // Casts: librdkafka's varargs take non-const pointers, but with
   // RD_KAFKA_MSG_F_COPY it copies and never writes through them.
   rd_kafka_resp_err_t err = rd_kafka_producev(
-      producer_.get(), RD_KAFKA_V_TOPIC(topic_name.c_str()),
+      producer_.get(), RD_KAFKA_V_RKT(topic),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
       RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_HEADERS(hdrs.get()),

@@ -48,6 +48,21 @@ absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& co
   return absl::OkStatus();
 }
 
+rd_kafka_topic_t* ProducerHandle::Topic(const std::string& topic) {
+  auto it = topics_.find(topic);
+  if (it != topics_.end()) return it->second;
+  rd_kafka_topic_t* handle = rd_kafka_topic_new(rk_, topic.c_str(), nullptr);
+  if (handle != nullptr) topics_.emplace(topic, handle);
+  return handle;
+}
+
+void ProducerHandle::Reset() {
+  for (const auto& [name, handle] : topics_) rd_kafka_topic_destroy(handle);
+  topics_.clear();
+  if (rk_ != nullptr) rd_kafka_destroy(rk_);
+  rk_ = nullptr;
+}
+
 absl::StatusOr<WakeupPipe> WakeupPipe::Attach(rd_kafka_t* rk) {
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "sink/kafka_sink.h"
@@ -54,33 +55,49 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-// Owns the producer handle. Move-only. Destroying it does not flush: the
-// owner of the sink decided to drop what is in flight, and PostgreSQL will
-// hand those events out again because they were never confirmed.
+// Owns the producer handle and the topic handles made from it. Move-only.
+// Destroying it does not flush: the owner of the sink decided to drop what is
+// in flight, and PostgreSQL will hand those events out again because they
+// were never confirmed.
 class ProducerHandle {
  public:
   ProducerHandle() = default;
   explicit ProducerHandle(rd_kafka_t* rk) : rk_(rk) {}
   ProducerHandle(const ProducerHandle&) = delete;
   ProducerHandle& operator=(const ProducerHandle&) = delete;
-  ProducerHandle(ProducerHandle&& other) noexcept : rk_(std::exchange(other.rk_, nullptr)) {}
+  ProducerHandle(ProducerHandle&& other) noexcept
+      : rk_(std::exchange(other.rk_, nullptr)), topics_(std::move(other.topics_)) {
+    other.topics_.clear();
+  }
   ProducerHandle& operator=(ProducerHandle&& other) noexcept {
     if (this != &other) {
       Reset();
       rk_ = std::exchange(other.rk_, nullptr);
+      topics_ = std::move(other.topics_);
+      other.topics_.clear();
     }
     return *this;
   }
   ~ProducerHandle() { Reset(); }
 
   rd_kafka_t* get() const { return rk_; }
-  void Reset() {
-    if (rk_ != nullptr) rd_kafka_destroy(rk_);
-    rk_ = nullptr;
-  }
+
+  // The handle of `topic`, made on first use and kept. Producing through a
+  // kept handle skips librdkafka's per-record lookup of the name, and making
+  // it asks the brokers for the topic's partitions at once; librdkafka 2.0's
+  // rd_kafka_producev(RD_KAFKA_V_TOPIC) only learns them on its next
+  // one-second metadata scan, which delayed a new topic's first records by up
+  // to a second (every topic after each start). Null if librdkafka refuses
+  // the name (see rd_kafka_last_error()).
+  rd_kafka_topic_t* Topic(const std::string& topic);
+
+  // Destroys the topic handles, then the producer (librdkafka wants them gone
+  // first).
+  void Reset();
 
  private:
   rd_kafka_t* rk_ = nullptr;
+  absl::flat_hash_map<std::string, rd_kafka_topic_t*> topics_;
 };
 
 // A pipe that librdkafka writes to when an event lands on a handle's EMPTY

@@ -108,9 +108,14 @@ class RdKafkaTransactional final : public TransactionalKafka {
       rd_kafka_header_add(hdrs.get(), name.data(), static_cast<ssize_t>(name.size()), value.data(),
                           static_cast<ssize_t>(value.size()));
     }
+    rd_kafka_topic_t* topic = producer_.Topic(record.topic);
+    if (topic == nullptr) {
+      const rd_kafka_resp_err_t err = rd_kafka_last_error();
+      return absl::UnavailableError(absl::StrCat("cannot queue a record for ", record.topic, ": ",
+                                                 rd_kafka_err2name(err), ": ", rd_kafka_err2str(err)));
+    }
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_.get(), RD_KAFKA_V_TOPIC(record.topic.c_str()),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_VALUE(const_cast<char*>(record.value.data()), record.value.size()),
         RD_KAFKA_V_KEY(record.key.data(), record.key.size()), RD_KAFKA_V_HEADERS(hdrs.get()),
         RD_KAFKA_V_END);
