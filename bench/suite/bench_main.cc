@@ -76,7 +76,11 @@ ABSL_FLAG(std::string, out, "bench-out", "directory for runs.tsv, latency.dat, r
 ABSL_FLAG(std::string, plot_name, "latency.png", "file name of the plot the report links to");
 ABSL_FLAG(std::string, git_rev, "", "source revision for the report");
 ABSL_FLAG(int, writers, 4, "concurrent writer connections");
-ABSL_FLAG(int, partitions, 16, "partitions per topic (kafka-mock keeps 5 MB per partition)");
+ABSL_FLAG(int, partitions, 16,
+          "partitions per topic of the drain and memory runs (kafka-mock keeps 5 MB per partition)");
+ABSL_FLAG(int, latency_partitions, 1,
+          "partitions per topic of the latency runs; kafka-mock's fetch walks a partition's "
+          "message sets from the first, so its CPU grows with message sets per partition");
 ABSL_FLAG(double, duration_s, 10, "measured seconds per latency run");
 ABSL_FLAG(double, warmup_s, 2, "unmeasured seconds before each latency run");
 ABSL_FLAG(std::string, rates, "1000,5000,10000,20000,0",
@@ -91,6 +95,9 @@ ABSL_FLAG(bool, variants, true,
 ABSL_FLAG(std::vector<std::string>, relay_args, {},
           "extra `outboxd run` arguments, comma-separated, e.g. "
           "--kafka_property=queue.buffering.max.kbytes=16384");
+ABSL_FLAG(int, consumer_fetch_wait_ms, 1,
+          "latency consumer's fetch.wait.max.ms; kafka-mock answers an empty fetch only after it, "
+          "even when records arrive meanwhile, so it adds up to this much to every latency");
 ABSL_FLAG(int, linger_ms, 1, "producer linger.ms of outboxd and bench-poller (outboxd's default)");
 
 namespace outboxd::bench {
@@ -203,8 +210,9 @@ class LatencyConsumer {
         {"enable.auto.commit", "false"},
         {"enable.partition.eof", "false"},
         {"auto.offset.reset", "earliest"},
-        // Fetch latency is added to CDC and polling alike; keep it small.
-        {"fetch.wait.max.ms", "5"},
+        // Added to CDC and polling alike: kafka-mock holds an empty fetch for the
+        // whole wait (a real broker answers as soon as records arrive).
+        {"fetch.wait.max.ms", absl::StrCat(absl::GetFlag(FLAGS_consumer_fetch_wait_ms))},
         {"fetch.error.backoff.ms", "5"},
         {"log_level", "3"},
     };
@@ -315,6 +323,7 @@ struct LoadSpec {
   int payload_bytes = 200;
   int writers = 4;
   int linger_ms = 1;  // the publisher's producer linger.ms
+  int partitions = 1;  // of the run's topic
 };
 
 class Writer {
@@ -468,10 +477,11 @@ void StopProcess(Subprocess* p) {
   if (!p->Wait(absl::Seconds(15)).ok()) p->Signal(SIGKILL);
 }
 
-absl::StatusOr<std::string> NewTopic(Env& env, const std::string& label, std::string* agg) {
+absl::StatusOr<std::string> NewTopic(Env& env, const std::string& label, int partitions,
+                                     std::string* agg) {
   *agg = absl::StrCat(label, "_", ++env.topic_seq);
   const std::string topic = "outbox.event." + *agg;
-  if (absl::Status s = env.kafka->CreateTopic(topic, absl::GetFlag(FLAGS_partitions)); !s.ok()) {
+  if (absl::Status s = env.kafka->CreateTopic(topic, partitions); !s.ok()) {
     return s;
   }
   return topic;
@@ -505,7 +515,7 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
   res.publisher = publisher;
   res.interval_ms = interval_ms;
   spec.table = publisher == "cdc" ? "public.outbox_events" : "public.outbox_poll";
-  absl::StatusOr<std::string> topic = NewTopic(env, publisher, &spec.aggregate_type);
+  absl::StatusOr<std::string> topic = NewTopic(env, publisher, spec.partitions, &spec.aggregate_type);
   if (!topic.ok()) return topic.status();
   res.spec = spec;
 
@@ -513,7 +523,7 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
                                  : StartPoller(env, interval_ms, spec.linger_ms);
   if (!proc.ok()) return proc.status();
   const pid_t pub_pid = (*proc)->pid();
-  auto consumer = LatencyConsumer::Start(env.brokers, *topic, absl::GetFlag(FLAGS_partitions));
+  auto consumer = LatencyConsumer::Start(env.brokers, *topic, spec.partitions);
   if (!consumer.ok()) return consumer.status();
 
   std::vector<std::unique_ptr<Writer>> writers;
@@ -629,7 +639,7 @@ absl::StatusOr<DrainResult> DrainRun(Env& env, int64_t n) {
   DrainResult res;
   res.events = n;
   std::string agg;
-  absl::StatusOr<std::string> topic = NewTopic(env, "drain", &agg);
+  absl::StatusOr<std::string> topic = NewTopic(env, "drain", absl::GetFlag(FLAGS_partitions), &agg);
   if (!topic.ok()) return topic.status();
   // pg_recvlogical reads the range before and after outboxd (one slot each), so neither reader
   // alone gets the colder or the warmer page cache; the faster pg_recvlogical time is the bound.
@@ -717,7 +727,7 @@ absl::StatusOr<MemoryResult> MemoryRun(Env& env, int64_t n) {
   MemoryResult res;
   res.events = n;
   std::string agg;
-  absl::StatusOr<std::string> topic = NewTopic(env, "mem", &agg);
+  absl::StatusOr<std::string> topic = NewTopic(env, "mem", absl::GetFlag(FLAGS_partitions), &agg);
   if (!topic.ok()) return topic.status();
   if (absl::Status s = RecreateSlots(env, {"outboxd"}); !s.ok()) return s;
   Progress(absl::StrCat("memory: one transaction of ", n, " events"));
@@ -779,6 +789,9 @@ std::string PublisherName(const RunResult& r) {
   if (r.spec.linger_ms != absl::GetFlag(FLAGS_linger_ms)) {
     absl::StrAppend(&name, ", linger.ms=", r.spec.linger_ms);
   }
+  if (r.spec.partitions != absl::GetFlag(FLAGS_latency_partitions)) {
+    absl::StrAppend(&name, ", ", r.spec.partitions, " partitions");
+  }
   return name;
 }
 
@@ -798,7 +811,7 @@ void WriteReport(Env& env, const std::vector<RunResult>& runs,
                  double load_before, double wall_s) {
   const std::string dir = absl::GetFlag(FLAGS_out);
   std::ofstream tsv(dir + "/runs.tsv");
-  tsv << "publisher\tinterval_ms\tlinger_ms\toffered_ev_s\tev_per_tx\tpayload_b\twriters\tachieved_"
+  tsv << "publisher\tinterval_ms\tlinger_ms\tpartitions\toffered_ev_s\tev_per_tx\tpayload_b\twriters\tachieved_"
          "ev_s\t"
          "events\tmeasured\tp50_ms\tp95_ms\tp99_ms\tp999_ms\tmax_ms\tpub_cpu_us_per_ev\t"
          "pub_peak_rss_mb\tpub_steady_rss_mb\tpg_cpu_us_per_ev\n";
@@ -807,7 +820,7 @@ void WriteReport(Env& env, const std::vector<RunResult>& runs,
     tsv << absl::StrJoin(
                std::vector<std::string>{
                    r.publisher, absl::StrCat(r.interval_ms), absl::StrCat(r.spec.linger_ms),
-                   Fmt(r.spec.rate, 0), absl::StrCat(r.spec.events_per_tx),
+                   absl::StrCat(r.spec.partitions), Fmt(r.spec.rate, 0), absl::StrCat(r.spec.events_per_tx),
                    absl::StrCat(r.spec.payload_bytes), absl::StrCat(r.spec.writers),
                    Fmt(r.achieved, 0), absl::StrCat(r.expected), absl::StrCat(r.measured),
                    Fmt(r.p50, 3), Fmt(r.p95, 3), Fmt(r.p99, 3), Fmt(r.p999, 3), Fmt(r.max, 3),
@@ -880,8 +893,11 @@ void WriteReport(Env& env, const std::vector<RunResult>& runs,
      << " (throwaway: fsync=off, wal_level=logical) |\n";
   md << "| librdkafka | " << rd_kafka_version_str()
      << "; broker: kafka-mock (librdkafka mock "
-        "cluster, 1 broker, "
-     << absl::GetFlag(FLAGS_partitions) << " partitions per topic) |\n";
+        "cluster, 1 broker; topics of "
+     << absl::GetFlag(FLAGS_latency_partitions) << " partition(s) for latency runs unless a row "
+     << "says otherwise, " << absl::GetFlag(FLAGS_partitions)
+     << " for drain and memory runs; latency consumer fetch.wait.max.ms="
+     << absl::GetFlag(FLAGS_consumer_fetch_wait_ms) << ") |\n";
   md << "| outboxd | " << absl::GetFlag(FLAGS_git_rev)
      << ", --linger_ms=" << absl::GetFlag(FLAGS_linger_ms)
      << " unless a row says otherwise, producer defaults"
@@ -954,7 +970,8 @@ void WriteReport(Env& env, const std::vector<RunResult>& runs,
   auto find = [&](double rate) -> const RunResult* {
     for (const RunResult& r : runs) {
       if (r.publisher == "cdc" && r.spec.rate == rate && r.spec.events_per_tx == 1 &&
-          r.spec.payload_bytes == 200 && r.spec.linger_ms == absl::GetFlag(FLAGS_linger_ms)) {
+          r.spec.payload_bytes == 200 && r.spec.linger_ms == absl::GetFlag(FLAGS_linger_ms) &&
+          r.spec.partitions == absl::GetFlag(FLAGS_latency_partitions)) {
         return &r;
       }
     }
@@ -1072,25 +1089,47 @@ absl::Status Main() {
   std::vector<Planned> plan;
   const int writers = absl::GetFlag(FLAGS_writers);
   const int linger = absl::GetFlag(FLAGS_linger_ms);
+  const int parts = absl::GetFlag(FLAGS_latency_partitions);
   const std::vector<double> rates = ParseList(absl::GetFlag(FLAGS_rates));
   for (double rate : rates) {
-    plan.push_back({"cdc", 0, {.rate = rate, .writers = writers, .linger_ms = linger}});
+    plan.push_back(
+        {"cdc", 0, {.rate = rate, .writers = writers, .linger_ms = linger, .partitions = parts}});
   }
   if (absl::GetFlag(FLAGS_variants)) {
-    plan.push_back(
-        {"cdc", 0, {.rate = 10000, .events_per_tx = 10, .writers = writers, .linger_ms = linger}});
-    plan.push_back(
-        {"cdc", 0, {.rate = 5000, .payload_bytes = 2048, .writers = writers, .linger_ms = linger}});
+    plan.push_back({"cdc",
+                    0,
+                    {.rate = 10000,
+                     .events_per_tx = 10,
+                     .writers = writers,
+                     .linger_ms = linger,
+                     .partitions = parts}});
+    plan.push_back({"cdc",
+                    0,
+                    {.rate = 5000,
+                     .payload_bytes = 2048,
+                     .writers = writers,
+                     .linger_ms = linger,
+                     .partitions = parts}});
     // What the producer's batching delay costs: the same load with linger.ms=0.
     for (double rate : {1000.0, 10000.0}) {
-      plan.push_back({"cdc", 0, {.rate = rate, .writers = writers, .linger_ms = 0}});
+      plan.push_back(
+          {"cdc", 0, {.rate = rate, .writers = writers, .linger_ms = 0, .partitions = parts}});
+    }
+    // What kafka-mock's partition scan costs: the drain runs' partition count.
+    for (double rate : {1000.0, 10000.0}) {
+      plan.push_back({"cdc",
+                      0,
+                      {.rate = rate,
+                       .writers = writers,
+                       .linger_ms = linger,
+                       .partitions = absl::GetFlag(FLAGS_partitions)}});
     }
   }
   for (double interval : ParseList(absl::GetFlag(FLAGS_poll_intervals_ms))) {
     for (double rate : rates) {
       plan.push_back({"poll",
                       static_cast<int>(interval),
-                      {.rate = rate, .writers = writers, .linger_ms = linger}});
+                      {.rate = rate, .writers = writers, .linger_ms = linger, .partitions = parts}});
     }
   }
 
