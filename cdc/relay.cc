@@ -107,7 +107,7 @@ absl::Status Relay::Run(Lsn start) {
                               tracker_.SafeLsn().ToString(), " with a fresh producer"));
       stats_->rewinds.fetch_add(1);
       tracker_.Reset();
-      pending_.reset();
+      pending_ = false;
       if (!options_.sink_per_session) {  // otherwise the next session makes it
         if (absl::Status s = MakeSink(); !s.ok()) return s;
       }
@@ -145,8 +145,8 @@ absl::Status Relay::Run(Lsn start) {
 absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   // A pending event belongs to a transaction the server will send again whole.
   if (pending_) {
-    tracker_.Ack(pending_->ticket);
-    pending_.reset();
+    tracker_.Ack(event_.ticket);
+    pending_ = false;
   }
   auto connected = ReplicationStream::Connect({.conninfo = options_.conninfo,
                                                .slot = options_.outbox.slot,
@@ -224,7 +224,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
         continue;
       }
       if (absl::Status s = HandleData(*item); !s.ok()) return s;
-      blocked = pending_.has_value();
+      blocked = pending_;
     }
     // Complete messages may wait in libpq's buffer with nothing on the socket.
     const bool more_buffered = !blocked && !drained;
@@ -277,14 +277,15 @@ absl::Status Relay::HandleData(const StreamItem& item) {
     sink_->EndOfTransaction(commit->end_lsn);
     return absl::OkStatus();
   }
-  absl::StatusOr<std::optional<decoder::DecodedEvent>> decoded = decoder_.Decode(*message, item.lsn);
+  absl::StatusOr<bool> decoded = decoder_.Decode(*message, item.lsn, &event_.decoded);
   if (!decoded.ok()) return decoded.status();
-  if (!decoded->has_value()) return absl::OkStatus();
+  if (!*decoded) return absl::OkStatus();
   if (!tracker_.InTransaction()) {
     return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
   }
-  pending_ = PendingEvent{.decoded = std::move(**decoded), .ticket = tracker_.AddEvent()};
-  decoder::DecodedEvent& ev = pending_->decoded;
+  event_.ticket = tracker_.AddEvent();
+  pending_ = true;
+  decoder::DecodedEvent& ev = event_.decoded;
   if (!ev.dead_letter_reason.empty()) {
     if (options_.stop_on_poison) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -303,10 +304,10 @@ absl::Status Relay::HandleData(const StreamItem& item) {
 }
 
 absl::StatusOr<bool> Relay::ProducePending() {
-  absl::Status s = sink_->Produce(pending_->decoded.event, pending_->decoded.topic_override, pending_->ticket);
+  absl::Status s = sink_->Produce(event_.decoded.event, event_.decoded.topic_override, event_.ticket);
   if (absl::IsResourceExhausted(s)) return false;
   if (!s.ok()) return s;
-  pending_.reset();
+  pending_ = false;
   return true;
 }
 

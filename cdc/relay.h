@@ -122,7 +122,10 @@ class Relay {
   checkpoint::AckTracker tracker_;
   decoder::PgOutputParser parser_;
   decoder::OutboxDecoder decoder_;
-  std::optional<PendingEvent> pending_;
+  // The event being handed to the sink; kept from event to event for its
+  // memory. pending_: it still waits for room in the sink.
+  PendingEvent event_;
+  bool pending_ = false;
 
   RelayStats own_stats_;
   RelayStats* stats_;

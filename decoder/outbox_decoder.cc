@@ -98,9 +98,16 @@ absl::Status OutboxDecoder::OnRelation(const pgoutput::Relation& relation) {
   return absl::OkStatus();
 }
 
-DecodedEvent OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn) const {
-  DecodedEvent out;
+void OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, DecodedEvent* reuse) const {
+  // Cleared, not made anew: the strings (and the source position, which
+  // SetSource overwrites whole) keep their memory from the previous event.
+  DecodedEvent& out = *reuse;
   v1::OutboxEvent& event = out.event;
+  v1::SourcePosition* source = event.release_source();
+  event.Clear();
+  if (source != nullptr) event.set_allocated_source(source);
+  out.topic_override.clear();
+  out.dead_letter_reason.clear();
   auto take = [&](int index, absl::string_view name, std::string* field) {
     const pgoutput::Datum* d = Column(tuple, index);
     if (IsValue(d)) {
@@ -149,7 +156,6 @@ DecodedEvent OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn)
   }
 
   SetSource(event, lsn, qualified_table_);
-  return out;
 }
 
 void OutboxDecoder::SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view origin) const {
@@ -225,6 +231,14 @@ DecodedEvent OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage&
 }
 
 absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message& message, Lsn lsn) {
+  DecodedEvent event;
+  absl::StatusOr<bool> decoded = Decode(message, lsn, &event);
+  if (!decoded.ok()) return decoded.status();
+  if (!*decoded) return std::nullopt;
+  return event;
+}
+
+absl::StatusOr<bool> OutboxDecoder::Decode(const Message& message, Lsn lsn, DecodedEvent* out) {
   if (const auto* begin = std::get_if<pgoutput::Begin>(&message)) {
     begin_ = *begin;
   } else if (const auto* relation = std::get_if<pgoutput::Relation>(&message)) {
@@ -232,7 +246,8 @@ absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message&
     if (absl::Status s = OnRelation(stored); !s.ok()) return s;
   } else if (const auto* logical = std::get_if<pgoutput::LogicalMessage>(&message)) {
     if (source_.messages && logical->transactional && logical->prefix == source_.message_prefix) {
-      return MakeEventFromMessage(*logical);
+      *out = MakeEventFromMessage(*logical);
+      return true;
     }
   } else if (const auto* insert = std::get_if<pgoutput::Insert>(&message)) {
     if (outbox_oid_ != insert->relation_oid) {
@@ -241,12 +256,13 @@ absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message&
             "INSERT for relation ", insert->relation_oid, " at ", lsn.ToString(),
             " arrived before its Relation message; this is a protocol error, please report it"));
       }
-      return std::nullopt;  // another table in the publication
+      return false;  // another table in the publication
     }
-    if (!source_.table) return std::nullopt;
-    return MakeEvent(insert->new_tuple, lsn);
+    if (!source_.table) return false;
+    MakeEvent(insert->new_tuple, lsn, out);
+    return true;
   }
-  return std::nullopt;
+  return false;
 }
 
 }  // namespace outboxd::decoder

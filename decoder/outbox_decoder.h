@@ -75,6 +75,10 @@ class OutboxDecoder {
 
   // lsn: the WAL position of the XLogData that carried the message.
   absl::StatusOr<std::optional<DecodedEvent>> Decode(const Message& message, Lsn lsn);
+  // The same into *out, reusing its memory (the relay keeps one for every
+  // event): true when the message was an event and *out holds it; otherwise
+  // *out is unspecified.
+  absl::StatusOr<bool> Decode(const Message& message, Lsn lsn, DecodedEvent* out);
 
   // A new replication connection: relations are sent again.
   void Reset();
@@ -88,7 +92,7 @@ class OutboxDecoder {
   };
 
   absl::Status OnRelation(const pgoutput::Relation& relation);
-  DecodedEvent MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn) const;
+  void MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, DecodedEvent* reuse) const;
   DecodedEvent MakeEventFromMessage(const pgoutput::LogicalMessage& message) const;
   void SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view origin) const;
 

@@ -134,6 +134,7 @@ class RdKafkaSink final : public KafkaSink {
   const SinkConfig config_;
   const DeliveryCallback on_delivery_;
   int64_t message_max_bytes_ = 0;
+  Record scratch_;  // the record of the event in Produce(), kept for its buffers
   std::deque<DeadLetter> pending_dead_letters_;
   uint64_t dead_lettered_ = 0;
   bool purged_ = false;  // after the first failed delivery: this producer is done
@@ -198,7 +199,8 @@ absl::Status RdKafkaSink::Init() {
 absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
                                   Ticket ticket) {
   RetryPendingDeadLetters();
-  Record record = BuildRecord(event, topic_override, config_);
+  Record& record = scratch_;
+  BuildRecord(event, topic_override, config_, &record);
   if (!record.dead_letter_reason.empty()) {
     if (config_.stop_on_poison) return PoisonError(event.id(), record.dead_letter_reason);
     LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ", record.topic,

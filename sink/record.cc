@@ -12,26 +12,41 @@ size_t Record::ByteSize() const {
   return n;
 }
 
+void BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
+                 const SinkConfig& config, Record* record) {
+  // assign/append/SerializeToString keep the strings' buffers: no allocation
+  // per event once the kept record has seen events of this size.
+  if (topic_override.empty()) {
+    record->topic.assign(config.topic_prefix).append(event.aggregate_type());
+  } else {
+    record->topic.assign(topic_override.data(), topic_override.size());
+  }
+  record->key.assign(event.aggregate_id());
+  event.SerializeToString(&record->value);
+  record->dead_letter_reason.clear();
+  Headers& headers = record->headers;
+  headers.resize(2);
+  headers[0].first.assign("id");
+  headers[0].second.assign(event.id());
+  headers[1].first.assign("event_type");
+  headers[1].second.assign(event.event_type());
+  if (!event.headers().empty()) {
+    headers.insert(headers.end(), event.headers().begin(), event.headers().end());
+    std::sort(headers.begin() + 2, headers.end());
+  }
+
+  if (absl::Status valid = ValidateTopicName(record->topic); !valid.ok()) {
+    record->dead_letter_reason = std::string(valid.message());
+    headers.emplace_back(kDeadLetterReasonHeader, record->dead_letter_reason);
+    headers.emplace_back(kDeadLetterOriginalTopicHeader, record->topic);
+    record->topic = config.dead_letter_topic;
+  }
+}
+
 Record BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
                    const SinkConfig& config) {
   Record record;
-  record.topic = topic_override.empty() ? absl::StrCat(config.topic_prefix, event.aggregate_type())
-                                        : std::string(topic_override);
-  record.key = event.aggregate_id();
-  record.value = event.SerializeAsString();
-  record.headers.reserve(event.headers_size() + 4);
-  record.headers.emplace_back("id", event.id());
-  record.headers.emplace_back("event_type", event.event_type());
-  Headers user_headers(event.headers().begin(), event.headers().end());
-  std::sort(user_headers.begin(), user_headers.end());
-  record.headers.insert(record.headers.end(), user_headers.begin(), user_headers.end());
-
-  if (absl::Status valid = ValidateTopicName(record.topic); !valid.ok()) {
-    record.dead_letter_reason = std::string(valid.message());
-    record.headers.emplace_back(kDeadLetterReasonHeader, record.dead_letter_reason);
-    record.headers.emplace_back(kDeadLetterOriginalTopicHeader, record.topic);
-    record.topic = config.dead_letter_topic;
-  }
+  BuildRecord(event, topic_override, config, &record);
   return record;
 }
 

@@ -39,6 +39,9 @@ struct Record {
 
 Record BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
                    const SinkConfig& config);
+// The same into *record, reusing its buffers (a sink keeps one for all events).
+void BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
+                 const SinkConfig& config, Record* record);
 
 // The dead-letter copy of a record Kafka will not take at all (too large, or
 // rejected by the broker): to the dead-letter topic with the reason; the

@@ -53,7 +53,8 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
     on_delivery_(ticket, absl::OkStatus());
     return absl::OkStatus();
   }
-  Record record = BuildRecord(event, topic_override, config_.sink);
+  Record& record = scratch_;
+  BuildRecord(event, topic_override, config_.sink, &record);
   if (!record.dead_letter_reason.empty()) {
     if (config_.sink.stop_on_poison) {
       return absl::FailedPreconditionError(absl::StrCat(

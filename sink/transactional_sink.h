@@ -113,6 +113,7 @@ class TransactionalSink {
   DeliveryCallback on_delivery_;
   Clock clock_;
   Lsn recovered_;
+  Record scratch_;  // the record of the event in Produce(), kept for its buffers
 
   bool open_ = false;                   // a Kafka transaction is open
   bool inside_pg_transaction_ = false;  // events sent since the last EndOfTransaction
