@@ -90,6 +90,9 @@ ABSL_FLAG(int, poll_batch, 500, "bench-poller LIMIT per poll");
 ABSL_FLAG(int, poll_workers, 1, "bench-poller workers");
 ABSL_FLAG(int64_t, drain_events, 200000, "events committed for the drain run (0: skip)");
 ABSL_FLAG(int64_t, memory_events, 1000000, "events in the single transaction (0: skip)");
+ABSL_FLAG(int, repeats, 3,
+          "runs of the target rows (CDC at 1k and 10k ev/s) and of the drain; the report shows "
+          "the median run and lists every run, since a 2-core machine's tails vary run to run");
 ABSL_FLAG(bool, variants, true,
           "also run CDC with 10 events/transaction, 2 KB payloads, and linger.ms=0");
 ABSL_FLAG(std::vector<std::string>, relay_args, {},
@@ -620,6 +623,7 @@ struct DrainResult {
   double relay_first_to_last_s = 0;  // without outboxd's start-up
   std::vector<double> recv_runs_s;   // pg_recvlogical before and after outboxd
   double relay_cpu_s = 0, relay_peak_rss_mb = 0;
+  std::vector<std::string> all_runs;  // ratio and CPU of every run, when repeated
 };
 
 absl::Status RecreateSlots(Env& env, const std::vector<std::string>& slots) {
@@ -952,7 +956,13 @@ void WriteReport(Env& env, const std::vector<RunResult>& runs,
        << "** (both timed from process start; outboxd from its first to its last consumed "
           "event: "
        << Fmt(drain->relay_first_to_last_s) << " s, "
-       << Fmt(drain->events / std::max(1e-6, drain->relay_first_to_last_s), 0) << " events/s)\n\n";
+       << Fmt(drain->events / std::max(1e-6, drain->relay_first_to_last_s), 0) << " events/s)";
+    if (drain->all_runs.size() > 1) {
+      md << ". The median of " << drain->all_runs.size()
+         << " drains by ratio; every drain (ratio, relay CPU): "
+         << absl::StrJoin(drain->all_runs, ", ");
+    }
+    md << "\n\n";
   }
   if (mem) {
     md << "## Memory: one transaction of " << mem->events << " events\n\n";
@@ -1041,6 +1051,7 @@ absl::Status Main() {
     absl::SetFlag(&FLAGS_drain_events, 20000);
     absl::SetFlag(&FLAGS_memory_events, 100000);
     absl::SetFlag(&FLAGS_variants, false);
+    absl::SetFlag(&FLAGS_repeats, 1);
   }
   std::filesystem::create_directories(absl::GetFlag(FLAGS_out));
   double load_before = 0;
@@ -1136,19 +1147,40 @@ absl::Status Main() {
   std::vector<RunResult> runs;
   for (size_t i = 0; i < plan.size(); ++i) {
     const Planned& p = plan[i];
-    Progress(absl::StrFormat(
-        "[%d/%d] %s offered=%s ev/s, %d ev/tx, %d B, linger.ms=%d", i + 1, plan.size(),
-        p.publisher == "cdc" ? "cdc" : absl::StrCat("poll ", p.interval_ms, " ms"),
-        p.spec.rate > 0 ? Fmt(p.spec.rate, 0) : "max", p.spec.events_per_tx, p.spec.payload_bytes,
-        p.spec.linger_ms));
-    absl::StatusOr<RunResult> r = LatencyRun(env, p.publisher, p.interval_ms, p.spec);
-    if (!r.ok()) return r.status();
-    Progress(absl::StrFormat(
-        "    achieved %.0f ev/s, p50 %s ms, p99 %s ms, max %s ms, "
-        "publisher %.2f µs/ev, steady RSS %.1f MB %s",
-        r->achieved, Fmt(r->p50), Fmt(r->p99), Fmt(r->max),
-        r->pub_cpu_s / std::max<int64_t>(1, r->expected) * 1e6, r->pub_steady_rss_mb, r->note));
-    runs.push_back(*r);
+    // The rows the targets are judged on run several times; the median by p99 stands for them.
+    const bool target_row = p.publisher == "cdc" && (p.spec.rate == 1000 || p.spec.rate == 10000) &&
+                            p.spec.events_per_tx == 1 && p.spec.payload_bytes == 200 &&
+                            p.spec.linger_ms == linger && p.spec.partitions == parts;
+    const int repeats = target_row ? std::max(1, absl::GetFlag(FLAGS_repeats)) : 1;
+    std::vector<RunResult> tries;
+    for (int t = 0; t < repeats; ++t) {
+      Progress(absl::StrFormat(
+          "[%d/%d] %s offered=%s ev/s, %d ev/tx, %d B, linger.ms=%d%s", i + 1, plan.size(),
+          p.publisher == "cdc" ? "cdc" : absl::StrCat("poll ", p.interval_ms, " ms"),
+          p.spec.rate > 0 ? Fmt(p.spec.rate, 0) : "max", p.spec.events_per_tx,
+          p.spec.payload_bytes, p.spec.linger_ms,
+          repeats > 1 ? absl::StrFormat(", run %d of %d", t + 1, repeats) : ""));
+      absl::StatusOr<RunResult> r = LatencyRun(env, p.publisher, p.interval_ms, p.spec);
+      if (!r.ok()) return r.status();
+      Progress(absl::StrFormat(
+          "    achieved %.0f ev/s, p50 %s ms, p99 %s ms, max %s ms, "
+          "publisher %.2f µs/ev, steady RSS %.1f MB %s",
+          r->achieved, Fmt(r->p50), Fmt(r->p99), Fmt(r->max),
+          r->pub_cpu_s / std::max<int64_t>(1, r->expected) * 1e6, r->pub_steady_rss_mb, r->note));
+      tries.push_back(*r);
+    }
+    std::sort(tries.begin(), tries.end(),
+              [](const RunResult& a, const RunResult& b) { return a.p99 < b.p99; });
+    RunResult median = tries[tries.size() / 2];
+    if (tries.size() > 1) {
+      std::vector<std::string> each;
+      for (const RunResult& r : tries) {
+        each.push_back(absl::StrFormat("%s / %s", Fmt(r.p50), Fmt(r.p99)));
+      }
+      absl::StrAppend(&median.note, median.note.empty() ? "" : "; ", "median of ", tries.size(),
+                      " runs by p99; p50 / p99 ms of each: ", absl::StrJoin(each, ", "));
+    }
+    runs.push_back(median);
     // Polling leaves published rows behind, as it does in production; keep runs independent.
     // TRUNCATE leaves the table's statistics unknown, so the planner sizes it from its pages as
     // it grows (ANALYZE of the empty table would make it plan for an empty table).
@@ -1159,11 +1191,23 @@ absl::Status Main() {
 
   std::optional<DrainResult> drain;
   if (const int64_t n = absl::GetFlag(FLAGS_drain_events); n > 0) {
-    absl::StatusOr<DrainResult> d = DrainRun(env, n);
-    if (!d.ok()) return d.status();
-    Progress(absl::StrFormat("drain: pg_recvlogical %.2f s, outboxd %.2f s (ratio %.2f)", d->recv_s,
-                             d->relay_s, d->recv_s / d->relay_s));
-    drain = *d;
+    std::vector<DrainResult> tries;
+    for (int t = 0; t < std::max(1, absl::GetFlag(FLAGS_repeats)); ++t) {
+      absl::StatusOr<DrainResult> d = DrainRun(env, n);
+      if (!d.ok()) return d.status();
+      Progress(absl::StrFormat("drain: pg_recvlogical %.2f s, outboxd %.2f s (ratio %.2f), %.2f µs/event",
+                               d->recv_s, d->relay_s, d->recv_s / d->relay_s,
+                               d->relay_cpu_s / d->events * 1e6));
+      tries.push_back(*d);
+    }
+    std::sort(tries.begin(), tries.end(), [](const DrainResult& a, const DrainResult& b) {
+      return a.recv_s / a.relay_s < b.recv_s / b.relay_s;
+    });
+    drain = tries[tries.size() / 2];
+    for (const DrainResult& d : tries) {
+      drain->all_runs.push_back(absl::StrFormat("%.2f× at %.2f µs/event", d.recv_s / d.relay_s,
+                                                d.relay_cpu_s / d.events * 1e6));
+    }
   }
   std::optional<MemoryResult> mem;
   if (const int64_t n = absl::GetFlag(FLAGS_memory_events); n > 0) {
