@@ -1155,10 +1155,10 @@ absl::Status Main() {
     std::vector<RunResult> tries;
     for (int t = 0; t < repeats; ++t) {
       Progress(absl::StrFormat(
-          "[%d/%d] %s offered=%s ev/s, %d ev/tx, %d B, linger.ms=%d%s", i + 1, plan.size(),
-          p.publisher == "cdc" ? "cdc" : absl::StrCat("poll ", p.interval_ms, " ms"),
+          "[%d/%d] %s offered=%s ev/s, %d ev/tx, %d B, linger.ms=%d, %d partition(s)%s", i + 1,
+          plan.size(), p.publisher == "cdc" ? "cdc" : absl::StrCat("poll ", p.interval_ms, " ms"),
           p.spec.rate > 0 ? Fmt(p.spec.rate, 0) : "max", p.spec.events_per_tx,
-          p.spec.payload_bytes, p.spec.linger_ms,
+          p.spec.payload_bytes, p.spec.linger_ms, p.spec.partitions,
           repeats > 1 ? absl::StrFormat(", run %d of %d", t + 1, repeats) : ""));
       absl::StatusOr<RunResult> r = LatencyRun(env, p.publisher, p.interval_ms, p.spec);
       if (!r.ok()) return r.status();
