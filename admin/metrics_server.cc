@@ -86,9 +86,10 @@ class StatsCollector : public prometheus::Collectable {
     prometheus::ClientMetric h;
     // Read the total first: a bucket incremented meanwhile then never exceeds +Inf.
     const uint64_t count = s.commit_to_ack_count.load();
+    uint64_t cumulative = 0;
     for (size_t i = 0; i < cdc::RelayStats::kLatencyBuckets.size(); ++i) {
-      h.histogram.bucket.push_back({std::min(count, s.commit_to_ack_buckets[i].load()),
-                                    cdc::RelayStats::kLatencyBuckets[i]});
+      cumulative += s.commit_to_ack_buckets[i].load();
+      h.histogram.bucket.push_back({std::min(count, cumulative), cdc::RelayStats::kLatencyBuckets[i]});
     }
     h.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
     h.histogram.sample_count = count;

@@ -22,14 +22,19 @@
 namespace outboxd::cdc {
 
 struct RelayStats {
-  // Upper bounds (seconds) of the commit→acknowledgement latency buckets,
-  // Prometheus-style (each count includes the faster buckets); +Inf is `commit_to_ack_count`.
+  // Upper bounds (seconds) of the commit→acknowledgement latency buckets; +Inf
+  // is `commit_to_ack_count`.
   static constexpr std::array<double, 12> kLatencyBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
+  // One atomic add per bucket touched: each observation counts in its own
+  // bucket only, and the exposition sums them up Prometheus-style.
   void ObserveCommitToAck(double seconds) {
     for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
-      if (seconds <= kLatencyBuckets[i]) commit_to_ack_buckets[i].fetch_add(1, std::memory_order_relaxed);
+      if (seconds <= kLatencyBuckets[i]) {
+        commit_to_ack_buckets[i].fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
     }
     commit_to_ack_count.fetch_add(1, std::memory_order_relaxed);
     // Microseconds, so the sum stays an integer atomic.
@@ -41,6 +46,7 @@ struct RelayStats {
   std::atomic<uint64_t> events_dead_lettered{0};
   std::atomic<uint64_t> reconnects{0};           // replication connections lost
   std::atomic<uint64_t> rewinds{0};              // fresh producer after a failed delivery
+  // Observations in (kLatencyBuckets[i-1], kLatencyBuckets[i]]; not cumulative.
   std::array<std::atomic<uint64_t>, kLatencyBuckets.size()> commit_to_ack_buckets{};
   std::atomic<uint64_t> commit_to_ack_count{0};
   std::atomic<uint64_t> commit_to_ack_sum_micros{0};

@@ -232,6 +232,18 @@ TEST_F(AdminTest, MetricsReadinessAndHealthFollowPostgres) {
   EXPECT_THAT(text, HasSubstr("outboxd_commit_to_ack_seconds_bucket{le=\"+Inf\"} 5"));
   EXPECT_THAT(text, HasSubstr("outboxd_build_info{version=\""));
   EXPECT_GT(Sample(text, "outboxd_commit_to_ack_seconds_count").value_or(0), 0);
+  // Cumulative buckets: none falls below the one before, and on loopback all
+  // 5 are acknowledged within the 5 s bucket.
+  double previous = 0;
+  for (const char* le : {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+                         "1", "2.5", "5"}) {
+    const std::optional<double> bucket =
+        Sample(text, absl::StrCat("outboxd_commit_to_ack_seconds_bucket{le=\"", le, "\"}"));
+    ASSERT_TRUE(bucket.has_value()) << "no bucket le=" << le << " in\n" << text;
+    EXPECT_GE(*bucket, previous) << "le=" << le;
+    previous = *bucket;
+  }
+  EXPECT_EQ(previous, 5.0);
   EXPECT_EQ(Sample(text, "outboxd_dead_letter_total"), 0.0);
   EXPECT_EQ(Sample(text, "outboxd_reconnects_total"), 0.0);
   EXPECT_EQ(Sample(text, "outboxd_rewinds_total"), 0.0);
