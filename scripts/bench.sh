@@ -41,7 +41,8 @@ if ! command -v gnuplot >/dev/null && [[ $quick -eq 0 ]]; then
 fi
 
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git diff --quiet HEAD -- 2>/dev/null; then rev="$rev+local changes"; fi
+# Earlier results under bench/results are not local changes to what is measured.
+if ! git diff --quiet HEAD -- . ':(exclude)bench/results' 2>/dev/null; then rev="$rev+local changes"; fi
 
 if [[ $quick -eq 1 ]]; then
   out="$build_dir/bench-quick"
