@@ -155,7 +155,9 @@ TEST_F(AdminTest, StatusTokenPauseAndResume) {
   v1::Status ignored;
   EXPECT_EQ(GetStatus(&ignored, std::nullopt).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(GetStatus(&ignored, "wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+  // Health needs no token; it follows readiness on the admin server's next tick.
+  EXPECT_TRUE(WaitFor([&] { return Health() == grpc::health::v1::HealthCheckResponse::SERVING; },
+                      absl::Seconds(5)));
 
   // `outboxd status`, for people and for scripts.
   auto human = env_.RunOutboxd({"status", "--admin=" + admin_, "--admin_token_file=" + token_file_});
@@ -258,7 +260,9 @@ TEST_F(AdminTest, MetricsReadinessAndHealthFollowPostgres) {
 
   EXPECT_EQ(HttpStatus("/healthz"), 200);
   EXPECT_EQ(HttpStatus("/readyz"), 200);
-  EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::SERVING);
+  // gRPC health follows on the admin server's next tick (every 500 ms).
+  EXPECT_TRUE(WaitFor([&] { return Health() == grpc::health::v1::HealthCheckResponse::SERVING; },
+                      absl::Seconds(5)));
 
   // PostgreSQL down: not ready, not serving, but alive.
   ASSERT_OK(env_.pg().Stop("fast"));
