@@ -1169,8 +1169,10 @@ absl::Status Main() {
           r->pub_cpu_s / std::max<int64_t>(1, r->expected) * 1e6, r->pub_steady_rss_mb, r->note));
       tries.push_back(*r);
     }
+    // A run that measured nothing (p99 NaN) sorts last.
+    auto p99 = [](const RunResult& r) { return std::isnan(r.p99) ? INFINITY : r.p99; };
     std::sort(tries.begin(), tries.end(),
-              [](const RunResult& a, const RunResult& b) { return a.p99 < b.p99; });
+              [&](const RunResult& a, const RunResult& b) { return p99(a) < p99(b); });
     RunResult median = tries[tries.size() / 2];
     if (tries.size() > 1) {
       std::vector<std::string> each;
