@@ -114,15 +114,6 @@ std::vector<FaultCase> Cases();
 // Names the case in failure messages (instead of gtest's byte dump).
 void PrintTo(const FaultCase& c, std::ostream* os) { *os << c.mode.name << "/" << c.scenario.name; }
 
-int CountOf(const std::string& haystack, const std::string& needle) {
-  int count = 0;
-  for (size_t pos = haystack.find(needle); pos != std::string::npos;
-       pos = haystack.find(needle, pos + 1)) {
-    ++count;
-  }
-  return count;
-}
-
 std::string Header(const KafkaRecord& r, absl::string_view name) {
   for (const auto& [k, v] : r.headers) {
     if (k == name) return v;
@@ -186,13 +177,6 @@ class FaultTest : public ::testing::TestWithParam<FaultCase> {
     return relay.ok() ? std::move(*relay) : nullptr;
   }
 
-  // Until the relay has logged "streaming slot" `times` times (it holds the slot).
-  static bool WaitStreaming(Subprocess& relay, int times = 1,
-                            absl::Duration deadline = absl::Seconds(30)) {
-    return WaitFor([&] { return CountOf(relay.Stderr(), "streaming slot") >= times; }, deadline,
-                   absl::Milliseconds(20));
-  }
-
   // A seeded moment for the next fault.
   absl::Duration RandomDelay(int min_ms, int max_ms) {
     return absl::Milliseconds(std::uniform_int_distribution<int>(min_ms, max_ms)(rng_));
@@ -214,12 +198,7 @@ class FaultTest : public ::testing::TestWithParam<FaultCase> {
     EXPECT_TRUE(caught_up) << "slot confirmed " << env_.ConfirmedLsn().ToString() << ", WAL at "
                            << end.ToString() << "\n"
                            << relay.Stderr();
-    relay.Signal(SIGTERM);
-    auto code = relay.Wait(absl::Seconds(20));
-    EXPECT_TRUE(code.ok() && *code == 0) << (code.ok() ? absl::StrCat("exit ", *code)
-                                                       : code.status().ToString())
-                                         << "\n"
-                                         << relay.Stderr();
+    EXPECT_EQ(relay.Terminate(), 0) << "(-1: still running after 20 s)\n" << relay.Stderr();
     auto records = ReadWholeTopic(env_.Brokers(), names_->workload_topic);
     EXPECT_TRUE(records.ok()) << records.status();
     CheckResult result = records.ok() ? Check(workload_->Outcomes(), *records, excluded) : CheckResult{};
@@ -285,7 +264,7 @@ class FaultTest : public ::testing::TestWithParam<FaultCase> {
 
 void FaultTest::KillRelayUnderLoad() {
   auto relay = StartRelay();
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   for (int cycle = 1; cycle <= 6; ++cycle) {
     absl::SleepFor(RandomDelay(300, 1500));  // the kill's moment
@@ -294,7 +273,7 @@ void FaultTest::KillRelayUnderLoad() {
     ASSERT_TRUE(code.ok()) << code.status();
     ASSERT_EQ(*code, 128 + SIGKILL) << "the relay had already exited: " << relay->Stderr();
     relay = StartRelay();
-    ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+    ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
     ++cycles_;
   }
   absl::SleepFor(absl::Seconds(1));  // load after the last restart
@@ -303,7 +282,7 @@ void FaultTest::KillRelayUnderLoad() {
 
 void FaultTest::BrokersDown(absl::Duration outage, std::vector<std::string> extra) {
   auto relay = StartRelay(std::move(extra));
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   absl::SleepFor(RandomDelay(1000, 2000));  // under load, the large transaction under way
 
@@ -358,7 +337,7 @@ void FaultTest::BrokersDownLongerThanMessageTimeout() {
 
 void FaultTest::PostgresRestartFast() {
   auto relay = StartRelay();
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   for (int cycle = 1; cycle <= 2; ++cycle) {
     absl::SleepFor(RandomDelay(1000, 2500));
@@ -368,7 +347,7 @@ void FaultTest::PostgresRestartFast() {
     Number(absl::StrCat("stop_fast_", cycle), took);
     EXPECT_LT(took, absl::Seconds(5)) << "pg_ctl stop -m fast took " << took;
     ASSERT_OK(env_.pg().StartAgain());
-    ASSERT_TRUE(WaitStreaming(*relay, cycle + 1)) << relay->Stderr();
+    ASSERT_TRUE(RelayEnv::WaitStreaming(*relay, cycle + 1)) << relay->Stderr();
     ++cycles_;
   }
   absl::SleepFor(absl::Seconds(1));
@@ -377,7 +356,7 @@ void FaultTest::PostgresRestartFast() {
 
 void FaultTest::PostgresRestartImmediate() {
   auto relay = StartRelay();
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   for (int cycle = 1; cycle <= 2; ++cycle) {
     absl::SleepFor(RandomDelay(1000, 2500));
@@ -385,7 +364,7 @@ void FaultTest::PostgresRestartImmediate() {
     ASSERT_OK(env_.pg().Stop("immediate"));
     Number(absl::StrCat("stop_immediate_", cycle), absl::Now() - t0);
     ASSERT_OK(env_.pg().StartAgain());
-    ASSERT_TRUE(WaitStreaming(*relay, cycle + 1)) << relay->Stderr();
+    ASSERT_TRUE(RelayEnv::WaitStreaming(*relay, cycle + 1)) << relay->Stderr();
     ++cycles_;
   }
   absl::SleepFor(absl::Seconds(1));
@@ -394,7 +373,7 @@ void FaultTest::PostgresRestartImmediate() {
 
 void FaultTest::WalsenderTerminated() {
   auto relay = StartRelay();
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   for (int cycle = 1; cycle <= 4; ++cycle) {
     absl::SleepFor(RandomDelay(500, 1500));
@@ -403,7 +382,7 @@ void FaultTest::WalsenderTerminated() {
         "WHERE slot_name = 'outboxd' AND active_pid IS NOT NULL");
     ASSERT_TRUE(killed.ok()) << killed.status();
     ASSERT_EQ(*killed, "1") << "no walsender to terminate: " << relay->Stderr();
-    ASSERT_TRUE(WaitStreaming(*relay, cycle + 1)) << relay->Stderr();
+    ASSERT_TRUE(RelayEnv::WaitStreaming(*relay, cycle + 1)) << relay->Stderr();
     ++cycles_;
   }
   absl::SleepFor(absl::Seconds(1));
@@ -412,7 +391,7 @@ void FaultTest::WalsenderTerminated() {
 
 void FaultTest::HotStandbyTakesOver() {
   auto first = StartRelay();
-  ASSERT_TRUE(first && WaitStreaming(*first)) << (first ? first->Stderr() : "");
+  ASSERT_TRUE(first && RelayEnv::WaitStreaming(*first)) << (first ? first->Stderr() : "");
   workload_->Start();
   auto second = StartRelay();
   ASSERT_TRUE(second);
@@ -424,7 +403,7 @@ void FaultTest::HotStandbyTakesOver() {
   first->Signal(SIGKILL);
   ASSERT_TRUE(first->Wait(absl::Seconds(10)).ok());
   const absl::Time killed = absl::Now();
-  ASSERT_TRUE(WaitStreaming(*second, 1, absl::Seconds(20))) << second->Stderr();
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*second, 1, absl::Seconds(20))) << second->Stderr();
   const absl::Duration takeover = absl::Now() - killed;
   ++cycles_;
   Number("takeover", takeover);
@@ -437,7 +416,7 @@ void FaultTest::HotStandbyTakesOver() {
 
 void FaultTest::RejectedRecordIsDeadLettered() {
   auto relay = StartRelay();
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   QuiesceAndCatchUp();
   // The next Produce request (the marked event alone) is rejected as too large.
@@ -489,7 +468,7 @@ void FaultTest::RejectedRecordIsDeadLettered() {
 
 void FaultTest::RejectedRecordWithOnPoisonStop() {
   auto relay = StartRelay({"--on_poison=stop"});
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   workload_->Start();
   QuiesceAndCatchUp();
   ASSERT_OK(env_.kafka().Command("error produce 10 1"));
@@ -505,7 +484,7 @@ void FaultTest::RejectedRecordWithOnPoisonStop() {
   workload_->Resume();
   absl::SleepFor(absl::Seconds(1));
   relay = StartRelay();
-  ASSERT_TRUE(relay && WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
+  ASSERT_TRUE(relay && RelayEnv::WaitStreaming(*relay)) << (relay ? relay->Stderr() : "");
   absl::SleepFor(absl::Seconds(1));
   ++cycles_;
   Finish(*relay);

@@ -279,10 +279,7 @@ TEST_F(AdminTest, MetricsReadinessAndHealthFollowPostgres) {
   ASSERT_TRUE(res);
   EXPECT_GE(Sample(res->body, "outboxd_reconnects_total").value_or(0), 1.0);
 
-  relay_->Signal(SIGTERM);
-  auto code = relay_->Wait(absl::Seconds(20));
-  ASSERT_TRUE(code.ok()) << code.status();
-  EXPECT_EQ(*code, 0) << relay_->Stderr();
+  EXPECT_EQ(relay_->Terminate(), 0) << relay_->Stderr();
 }
 
 // No environment needed: configuration errors and an unreachable relay.

@@ -382,10 +382,7 @@ TEST_F(BadInputTest, EnvironmentVariablesConfigureInitAndRun) {
   std::vector<Event> events = env_.ReadEvents("outbox.event.order", 1);
   ASSERT_EQ(events.size(), 1u) << (*relay)->Stderr();
   EXPECT_EQ(events[0].event.event_type(), "FromEnv");
-  (*relay)->Signal(SIGTERM);
-  auto code = (*relay)->Wait(absl::Seconds(15));
-  ASSERT_TRUE(code.ok()) << code.status() << "\n" << (*relay)->Stderr();
-  EXPECT_EQ(*code, 0) << (*relay)->Stderr();
+  EXPECT_EQ((*relay)->Terminate(absl::Seconds(15)), 0) << (*relay)->Stderr();
 }
 
 TEST_F(BadInputTest, CommandLineWinsOverEnvironment) {
@@ -452,10 +449,7 @@ TEST_F(BadInputTest, PasswordNeverAppearsInLogs) {
   // It really streams as that role.
   ASSERT_OK(env_.InsertEvent("order", "o-1", "AsStreamer", "{}"));
   ASSERT_EQ(env_.ReadEvents("outbox.event.order", 1).size(), 1u) << p.Stderr();
-  p.Signal(SIGTERM);
-  auto code = p.Wait(absl::Seconds(15));
-  ASSERT_TRUE(code.ok()) << code.status();
-  EXPECT_EQ(*code, 0) << p.Stderr();
+  EXPECT_EQ(p.Terminate(absl::Seconds(15)), 0) << p.Stderr();
   const std::string logs = p.Stderr() + p.Stdout();
   EXPECT_THAT(logs, Not(HasSubstr("s3cr3t-pw")));
   EXPECT_THAT(logs, HasSubstr("password=********"));

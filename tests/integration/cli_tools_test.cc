@@ -122,8 +122,7 @@ TEST_F(CliToolsTest, TailPrintsEventsWithHeadersPartitionOffsetAndJsonPayload) {
   ASSERT_TRUE(too_few.ok());
   EXPECT_EQ(too_few->first, 1);
   EXPECT_THAT(too_few->second, HasSubstr("of 10 events arrived"));
-  (*relay)->Signal(SIGTERM);
-  EXPECT_EQ((*relay)->Wait(absl::Seconds(20)).value_or(-1), 0);
+  EXPECT_EQ((*relay)->Terminate(), 0);
 }
 
 }  // namespace

@@ -32,11 +32,6 @@ class ExactlyOnceTest : public ::testing::Test {
     EXPECT_TRUE(relay.ok()) << relay.status();
     return relay.ok() ? std::move(*relay) : nullptr;
   }
-  static int Stop(Subprocess& relay) {
-    relay.Signal(SIGTERM);
-    auto code = relay.Wait(absl::Seconds(20));
-    return code.ok() ? *code : -1;
-  }
   // Last checkpoint in the checkpoint topic for slot "outboxd".
   Lsn LastCheckpoint() {
     auto records = ReadTopic(env_.Brokers(), "outboxd.checkpoints", 100000, absl::Seconds(3));
@@ -73,7 +68,7 @@ TEST_F(ExactlyOnceTest, DeliversWithCheckpointAndConfirmsAfterCommit) {
   // The last checkpoint covers the last transaction with events.
   EXPECT_GE(LastCheckpoint(), Lsn(events.back().event.source().commit_lsn()));
   EXPECT_THAT(relay->Stderr(), ::testing::HasSubstr("exactly-once"));
-  EXPECT_EQ(Stop(*relay), 0) << relay->Stderr();
+  EXPECT_EQ(relay->Terminate(), 0) << relay->Stderr();
 }
 
 TEST_F(ExactlyOnceTest, CrashAfterKafkaCommitResumesFromCheckpointNotSlot) {
@@ -107,7 +102,7 @@ TEST_F(ExactlyOnceTest, CrashAfterKafkaCommitResumesFromCheckpointNotSlot) {
   std::vector<Event> events = env_.ReadAllCommitted("outbox.event.order", 300);
   EXPECT_EQ(CountIds(events).size(), 150u);
   EXPECT_EQ(events.size(), 150u) << "events repeated after the crash";
-  EXPECT_EQ(Stop(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(ExactlyOnceTest, BrokerOutageLosesNothingAndConfirmsNothingEarly) {
@@ -129,13 +124,13 @@ TEST_F(ExactlyOnceTest, BrokerOutageLosesNothingAndConfirmsNothingEarly) {
   // batch that failed during the outage can appear here; a read_committed
   // consumer on a real Kafka would not see them (tests/real-kafka/).
   std::cerr << "exactly-once outage on kafka-mock: " << events.size() << " records for 21 events\n";
-  EXPECT_EQ(Stop(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(ExactlyOnceTest, StandbyTouchesKafkaTransactionsOnlyOnceItHoldsTheSlot) {
   auto active = StartRelay();
   ASSERT_TRUE(active);
-  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(active->Stderr(), "streaming slot"); }, absl::Seconds(20)));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*active, 1, absl::Seconds(20))) << active->Stderr();
   auto standby = StartRelay();
   ASSERT_TRUE(standby);
   ASSERT_TRUE(WaitFor([&] { return absl::StrContains(standby->Stderr(), "hot standby"); }, absl::Seconds(20)));
@@ -148,13 +143,13 @@ TEST_F(ExactlyOnceTest, StandbyTouchesKafkaTransactionsOnlyOnceItHoldsTheSlot) {
 
   active->Signal(SIGKILL);
   ASSERT_TRUE(active->Wait(absl::Seconds(10)).ok());
-  ASSERT_TRUE(WaitFor([&] { return absl::StrContains(standby->Stderr(), "streaming slot"); }, absl::Seconds(20)));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*standby, 1, absl::Seconds(20))) << standby->Stderr();
   EXPECT_THAT(standby->Stderr(), ::testing::HasSubstr("last committed checkpoint"));
   ASSERT_OK(env_.InsertEvent("order", "o-2", "ViaStandby", "{}"));
   ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << standby->Stderr();
   std::vector<Event> events = env_.ReadAllCommitted("outbox.event.order", 10);
   EXPECT_EQ(CountIds(events).size(), 2u);
-  EXPECT_EQ(Stop(*standby), 0);
+  EXPECT_EQ(standby->Terminate(), 0);
 }
 
 }  // namespace

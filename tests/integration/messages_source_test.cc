@@ -35,9 +35,7 @@ class MessagesSourceTest : public ::testing::Test {
   }
   void TearDown() override {
     if (relay_ && relay_->Running()) {
-      relay_->Signal(SIGTERM);
-      auto code = relay_->Wait(absl::Seconds(20));
-      EXPECT_TRUE(code.ok() && *code == 0) << relay_->Stderr();
+      EXPECT_EQ(relay_->Terminate(), 0) << relay_->Stderr();
     }
   }
   RelayEnv env_;

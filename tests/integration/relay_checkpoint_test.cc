@@ -27,27 +27,6 @@ class CheckpointTest : public ::testing::Test {
     return relay.ok() ? std::move(*relay) : nullptr;
   }
 
-  // Waits until the relay logged that it streams, i.e. it holds the slot.
-  bool WaitStreaming(Subprocess& relay, int times = 1) {
-    return WaitFor(
-        [&] {
-          const std::string err = relay.Stderr();
-          size_t count = 0;
-          for (size_t pos = err.find("streaming slot"); pos != std::string::npos;
-               pos = err.find("streaming slot", pos + 1)) {
-            ++count;
-          }
-          return count >= static_cast<size_t>(times);
-        },
-        absl::Seconds(20));
-  }
-
-  static int StopRelay(Subprocess& relay) {
-    relay.Signal(SIGTERM);
-    auto code = relay.Wait(absl::Seconds(20));
-    return code.ok() ? *code : -1;
-  }
-
   RelayEnv env_;
 };
 
@@ -80,7 +59,7 @@ TEST_F(CheckpointTest, BrokerDownConfirmedLsnNeverPassesUnackedEvent) {
   SortById(events);
   EXPECT_EQ(events[1].event.aggregate_id(), "o-2");
   EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn(), absl::Seconds(30)));
-  EXPECT_EQ(StopRelay(*relay), 0) << relay->Stderr();
+  EXPECT_EQ(relay->Terminate(), 0) << relay->Stderr();
 }
 
 // Resident memory of a process in KiB, from /proc.
@@ -97,7 +76,7 @@ TEST_F(CheckpointTest, FullProducerQueueStopsReadingAndLosesNothing) {
   // A tiny queue so backpressure sets in at once while the brokers are down.
   auto relay = StartRelay({"--kafka_property=queue.buffering.max.messages=20"});
   ASSERT_TRUE(relay);
-  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay));
   ASSERT_OK(env_.kafka().CreateTopic("outbox.event.order", 8));
   ASSERT_OK(env_.kafka().AllDown());
   const Lsn before = env_.CurrentWalLsn();
@@ -118,13 +97,13 @@ TEST_F(CheckpointTest, FullProducerQueueStopsReadingAndLosesNothing) {
   std::set<std::string> ids;
   for (const Event& e : events) ids.insert(e.event.id());
   EXPECT_EQ(ids.size(), 600u);
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, OutageLongerThanMessageTimeoutRewindsAndDelivers) {
   auto relay = StartRelay({"--kafka_property=message.timeout.ms=1500"});
   ASSERT_TRUE(relay);
-  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay));
   ASSERT_OK(env_.kafka().AllDown());
   const Lsn before = env_.CurrentWalLsn();
   ASSERT_OK(env_.InsertEvent("order", "o-1", "DuringLongOutage", "{}"));
@@ -138,7 +117,7 @@ TEST_F(CheckpointTest, OutageLongerThanMessageTimeoutRewindsAndDelivers) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].event.aggregate_id(), "o-1");
   EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn(), absl::Seconds(30)));
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, OnPoisonStopExitsWithoutConfirmingPastTheEvent) {
@@ -163,13 +142,13 @@ TEST_F(CheckpointTest, OnPoisonStopExitsWithoutConfirmingPastTheEvent) {
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].event.aggregate_id(), "o-2");
   EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn()));
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, IdleOutboxDoesNotPinWal) {
   auto relay = StartRelay();
   ASSERT_TRUE(relay);
-  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay));
   ASSERT_OK(env_.Sql("CREATE TABLE busy (id serial PRIMARY KEY, v text)"));
   const Lsn start = env_.CurrentWalLsn();
   for (int i = 0; i < 100; ++i) {  // 10,000 rows in 100 transactions, about 4 MB of WAL
@@ -187,7 +166,7 @@ TEST_F(CheckpointTest, IdleOutboxDoesNotPinWal) {
   EXPECT_TRUE(bounded) << "slot lag stayed at " << lag << " bytes";
   std::cerr << "WAL written: " << (end.value() - start.value()) << " bytes; slot lag after: " << lag
             << " bytes\n";
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, FastShutdownOfPostgresIsNotHeldUpAndRelayReconnects) {
@@ -203,25 +182,25 @@ TEST_F(CheckpointTest, FastShutdownOfPostgresIsNotHeldUpAndRelayReconnects) {
   std::cerr << "pg_ctl stop -m fast took " << took << " with outboxd connected\n";
 
   ASSERT_OK(env_.pg().StartAgain());
-  ASSERT_TRUE(WaitStreaming(*relay, 2)) << relay->Stderr();
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay, 2)) << relay->Stderr();
   ASSERT_OK(env_.InsertEvent("order", "o-2", "After", "{}"));
   std::vector<Event> events = env_.ReadEvents("outbox.event.order", 2);
   ASSERT_EQ(events.size(), 2u);
   SortById(events);
   EXPECT_EQ(events[1].event.aggregate_id(), "o-2");
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, SigtermFlushesConfirmsAndExitsZero) {
   auto relay = StartRelay();
   ASSERT_TRUE(relay);
-  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay));
   ASSERT_OK(env_.Sql(
       "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) "
       "SELECT 'order', 'o-' || i, 'Placed', '{}' FROM generate_series(1, 500) i"));
   const Lsn end = env_.CurrentWalLsn();
   ASSERT_EQ(env_.ReadEvents("outbox.event.order", 500).size(), 500u);
-  EXPECT_EQ(StopRelay(*relay), 0) << relay->Stderr();
+  EXPECT_EQ(relay->Terminate(), 0) << relay->Stderr();
   EXPECT_THAT(relay->Stderr(), ::testing::HasSubstr("stopped; confirmed LSN"));
   // The final status update confirmed everything that was delivered.
   EXPECT_GE(env_.ConfirmedLsn(), end);
@@ -232,7 +211,7 @@ TEST_F(CheckpointTest, RestartResumesWhereItStoppedWithoutDuplicates) {
   ASSERT_TRUE(relay);
   ASSERT_OK(env_.InsertEvent("order", "o-1", "One", "{}"));
   ASSERT_EQ(env_.ReadEvents("outbox.event.order", 1).size(), 1u);
-  ASSERT_EQ(StopRelay(*relay), 0);
+  ASSERT_EQ(relay->Terminate(), 0);
 
   for (int i = 2; i <= 5; ++i) ASSERT_OK(env_.InsertEvent("order", absl::StrCat("o-", i), "Later", "{}"));
   relay = StartRelay();
@@ -242,7 +221,7 @@ TEST_F(CheckpointTest, RestartResumesWhereItStoppedWithoutDuplicates) {
   std::set<std::string> ids;
   for (const Event& e : events) ids.insert(e.event.id());
   EXPECT_EQ(ids.size(), 5u);
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, KilledRelayLosesNothingOnRestart) {
@@ -266,24 +245,24 @@ TEST_F(CheckpointTest, KilledRelayLosesNothingOnRestart) {
   EXPECT_EQ(ids.size(), 3000u) << "every committed event at least once";
   std::cerr << "after kill -9: " << events.size() << " records for 3000 events ("
             << events.size() - ids.size() << " duplicates)\n";
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, WalsenderTerminatedMidStreamReconnects) {
   auto relay = StartRelay();
   ASSERT_TRUE(relay);
-  ASSERT_TRUE(WaitStreaming(*relay));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay));
   ASSERT_OK(env_.Sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'outboxd'"));
-  ASSERT_TRUE(WaitStreaming(*relay, 2)) << relay->Stderr();
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay, 2)) << relay->Stderr();
   ASSERT_OK(env_.InsertEvent("order", "o-1", "AfterTerminate", "{}"));
   EXPECT_EQ(env_.ReadEvents("outbox.event.order", 1).size(), 1u);
-  EXPECT_EQ(StopRelay(*relay), 0);
+  EXPECT_EQ(relay->Terminate(), 0);
 }
 
 TEST_F(CheckpointTest, SecondRelayWaitsAsHotStandbyAndTakesOver) {
   auto first = StartRelay();
   ASSERT_TRUE(first);
-  ASSERT_TRUE(WaitStreaming(*first));
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*first));
   auto second = StartRelay();
   ASSERT_TRUE(second);
   ASSERT_TRUE(WaitFor([&] { return absl::StrContains(second->Stderr(), "hot standby"); },
@@ -299,14 +278,14 @@ TEST_F(CheckpointTest, SecondRelayWaitsAsHotStandbyAndTakesOver) {
   first->Signal(SIGKILL);
   ASSERT_TRUE(first->Wait(absl::Seconds(10)).ok());
   const absl::Time killed = absl::Now();
-  ASSERT_TRUE(WaitStreaming(*second)) << second->Stderr();
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*second)) << second->Stderr();
   std::cerr << "standby took over after " << absl::Now() - killed << "\n";
   ASSERT_OK(env_.InsertEvent("order", "o-2", "ViaSecond", "{}"));
   std::vector<Event> events = env_.ReadEvents("outbox.event.order", 2);
   ASSERT_EQ(events.size(), 2u);
   SortById(events);
   EXPECT_EQ(events[1].event.aggregate_id(), "o-2");
-  EXPECT_EQ(StopRelay(*second), 0);
+  EXPECT_EQ(second->Terminate(), 0);
 }
 
 }  // namespace

@@ -46,6 +46,16 @@ namespace outboxd::test {
     ASSERT_TRUE(_st.ok()) << #expr << ": " << _st.ToString(); \
   } while (0)
 
+// How often `needle` occurs in `haystack` (e.g. a log line in a relay's stderr).
+inline int CountOf(absl::string_view haystack, absl::string_view needle) {
+  int count = 0;
+  for (size_t pos = haystack.find(needle); pos != absl::string_view::npos;
+       pos = haystack.find(needle, pos + 1)) {
+    ++count;
+  }
+  return count;
+}
+
 struct Event {
   KafkaRecord record;
   v1::OutboxEvent event;
@@ -125,6 +135,13 @@ class RelayEnv {
         "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) VALUES (",
         Literal(aggregate_type), ", ", Literal(aggregate_id), ", ", Literal(event_type), ", ",
         Literal(payload_json), ")"));
+  }
+
+  // Until `relay` has logged "streaming slot" `times` times (each time it held the slot).
+  static bool WaitStreaming(Subprocess& relay, int times = 1,
+                            absl::Duration deadline = absl::Seconds(30)) {
+    return WaitFor([&] { return CountOf(relay.Stderr(), "streaming slot") >= times; }, deadline,
+                   absl::Milliseconds(20));
   }
 
   // Reads up to `expected` records and decodes each value as an OutboxEvent.

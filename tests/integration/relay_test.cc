@@ -25,9 +25,7 @@ class RelayTest : public ::testing::Test {
   }
   void TearDown() override {
     if (relay_ && relay_->Running()) {
-      relay_->Signal(SIGTERM);
-      auto code = relay_->Wait(absl::Seconds(20));
-      EXPECT_TRUE(code.ok() && *code == 0) << "relay did not stop cleanly; stderr:\n" << relay_->Stderr();
+      EXPECT_EQ(relay_->Terminate(), 0) << "relay did not stop cleanly; stderr:\n" << relay_->Stderr();
     }
     if (HasFailure() && relay_) std::cerr << "relay stderr:\n" << relay_->Stderr() << "\n";
   }

@@ -148,6 +148,12 @@ void Subprocess::Signal(int sig) {
   if (!exit_code_.has_value()) kill(pid_, sig);
 }
 
+int Subprocess::Terminate(absl::Duration timeout) {
+  Signal(SIGTERM);
+  absl::StatusOr<int> code = Wait(timeout);
+  return code.ok() ? *code : -1;
+}
+
 std::string Subprocess::Stdout() const { return ReadFile(stdout_path_); }
 std::string Subprocess::Stderr() const { return ReadFile(stderr_path_); }
 

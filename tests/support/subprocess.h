@@ -4,8 +4,7 @@
 //                                  {{"OUTBOXD_BROKERS", kafka->bootstrap()}});
 //   ASSERT_TRUE(relay.ok()) << relay.status();
 //   ...
-//   (*relay)->Signal(SIGTERM);
-//   EXPECT_THAT((*relay)->Wait(absl::Seconds(10)), IsOkAndHolds(0)) << (*relay)->Stderr();
+//   EXPECT_EQ((*relay)->Terminate(), 0) << (*relay)->Stderr();  // SIGTERM, then wait
 //
 // stdout and stderr go to temporary files rather than pipes, so a chatty child never blocks on a
 // full pipe and nothing it printed is lost when it crashes; read them at any time. stdin is
@@ -52,6 +51,9 @@ class Subprocess {
   absl::StatusOr<int> Wait(absl::Duration timeout);
   // Does nothing once the child has been reaped (its pid may belong to someone else by then).
   void Signal(int sig);
+  // SIGTERM, then Wait(timeout): the exit code, or -1 if the child still runs after `timeout`
+  // (the destructor kills it).
+  int Terminate(absl::Duration timeout = absl::Seconds(20));
 
   std::string Stdout() const;
   std::string Stderr() const;
