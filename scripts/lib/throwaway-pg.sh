@@ -38,18 +38,29 @@ pg_start() {
   shift
   PGDATA_DIR="$PG_DIR/data"
   [[ ${#PG_AS[@]} -gt 0 ]] && chown "$PG_SUPERUSER" "$PG_DIR"
-  PG_PORT=$(pg_free_port)
   PG_HOST=127.0.0.1
   "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PGDATA_DIR" -U "$PG_SUPERUSER" --auth=trust \
     --encoding=UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 ||
     { cat "$PG_DIR/initdb.log" >&2; return 1; }
-  local opts="-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"
-  opts+=" -c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR"
-  opts+=" -c timezone=UTC"
-  for setting in "$@"; do opts+=" -c $setting"; done
-  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -l "$PG_DIR/server.log" -o "$opts" start \
-    >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
-  PG_CONNINFO="host=$PG_HOST port=$PG_PORT user=$PG_SUPERUSER dbname=postgres"
+  local settings=""
+  for setting in "$@"; do settings+=" -c $setting"; done
+  # The free port can be taken by another process (a test running beside this
+  # one) before the server binds it: then try another.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    PG_PORT=$(pg_free_port)
+    local opts="-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"
+    opts+=" -c port=$PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_DIR"
+    opts+=" -c timezone=UTC$settings"
+    if "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -l "$PG_DIR/server.log" -o "$opts" \
+      start >"$PG_DIR/pg_ctl.log" 2>&1; then
+      PG_CONNINFO="host=$PG_HOST port=$PG_PORT user=$PG_SUPERUSER dbname=postgres"
+      return 0
+    fi
+    grep -q "Address already in use" "$PG_DIR/server.log" || break
+  done
+  cat "$PG_DIR/pg_ctl.log" "$PG_DIR/server.log" >&2
+  return 1
 }
 
 pg_psql() {
