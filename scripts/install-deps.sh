@@ -14,6 +14,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15
+  openjdk-17-jre-headless maven  # real Apache Kafka for the tests (tests/kafka/, scripts/fetch-kafka-jars.sh)
   docker-compose
 )
 

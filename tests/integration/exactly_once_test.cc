@@ -34,7 +34,7 @@ class ExactlyOnceTest : public ::testing::Test {
   }
   // Last checkpoint in the checkpoint topic for slot "outboxd".
   Lsn LastCheckpoint() {
-    auto records = ReadTopic(env_.Brokers(), "outboxd.checkpoints", 100000, absl::Seconds(3));
+    auto records = ReadTopic(env_.Brokers(), env_.Topic("outboxd.checkpoints"), 100000, absl::Seconds(3));
     Lsn last;
     if (!records.ok()) return last;
     for (const KafkaRecord& r : *records) {
@@ -97,7 +97,7 @@ TEST_F(ExactlyOnceTest, CrashAfterKafkaCommitResumesFromCheckpointNotSlot) {
   ASSERT_TRUE(relay);
   ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << relay->Stderr();
   EXPECT_THAT(relay->Stderr(), ::testing::HasSubstr(absl::StrCat(
-                                   "checkpoint for slot outboxd in outboxd.checkpoints: ",
+                                   "checkpoint for slot outboxd in ", env_.Topic("outboxd.checkpoints"), ": ",
                                    checkpoint.ToString())));
   std::vector<Event> events = env_.ReadAllCommitted("outbox.event.order", 300);
   EXPECT_EQ(CountIds(events).size(), 150u);
