@@ -66,7 +66,7 @@
 #include "outboxd/v1/event.pb.h"
 #include "tests/support/kafka_mock_process.h"
 #include "tests/support/kafka_reader.h"
-#include "tests/support/pg.h"
+#include "pq/handles.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/wait.h"
@@ -107,8 +107,8 @@ namespace outboxd::bench {
 namespace {
 
 using test::KafkaMockProcess;
-using test::PgConn;
-using test::PgResult;
+using pq::PgConn;
+using pq::PgResult;
 using test::PgServer;
 using test::Subprocess;
 
