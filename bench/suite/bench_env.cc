@@ -1,5 +1,6 @@
 // The bench's environment and publishers; see bench_env.h.
 
+#include "outboxd/status_macros.h"
 #include "bench/suite/bench_env.h"
 
 #include <signal.h>
@@ -36,9 +37,8 @@ std::vector<std::string> OutboxdArgv(const Env& env, int linger_ms) {
 }
 
 absl::StatusOr<std::unique_ptr<Subprocess>> StartOutboxd(Env& env, int linger_ms) {
-  auto relay = Subprocess::Start(OutboxdArgv(env, linger_ms));
-  if (!relay.ok()) return relay.status();
-  Subprocess* p = relay->get();
+  ASSIGN_OR_RETURN(auto relay, Subprocess::Start(OutboxdArgv(env, linger_ms)));
+  Subprocess* p = relay.get();
   if (!test::WaitFor(
           [&] { return p->Stderr().find("streaming slot") != std::string::npos || !p->Running(); },
           absl::Seconds(30))) {
@@ -47,13 +47,12 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartOutboxd(Env& env, int linger_ms
   if (!p->Running()) return absl::InternalError("outboxd exited: " + p->Stderr());
   // A previous run may have left events in the slot (a relay that fell behind): measure only
   // once this relay has caught up with everything written so far.
-  absl::StatusOr<std::string> now_lsn = env.pg->QueryValue("SELECT pg_current_wal_lsn()");
-  if (!now_lsn.ok()) return now_lsn.status();
+  ASSIGN_OR_RETURN(std::string now_lsn, env.pg->QueryValue("SELECT pg_current_wal_lsn()"));
   if (!test::WaitFor(
           [&] {
             return env.pg
                        ->QueryValue(
-                           absl::StrCat("SELECT confirmed_flush_lsn >= '", *now_lsn,
+                           absl::StrCat("SELECT confirmed_flush_lsn >= '", now_lsn,
                                         "' FROM pg_replication_slots WHERE slot_name = 'outboxd'"))
                        .value_or("f") == "t";
           },
@@ -64,14 +63,15 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartOutboxd(Env& env, int linger_ms
 }
 
 absl::StatusOr<std::unique_ptr<Subprocess>> StartPoller(Env& env, int interval_ms, int linger_ms) {
-  auto poller = Subprocess::Start({test::BinaryPath("bench-poller"), "--postgres=" + env.conninfo,
-                                   "--brokers=" + env.brokers, "--table=public.outbox_poll",
-                                   absl::StrCat("--interval_ms=", interval_ms),
-                                   absl::StrCat("--batch=", absl::GetFlag(FLAGS_poll_batch)),
-                                   absl::StrCat("--workers=", absl::GetFlag(FLAGS_poll_workers)),
-                                   absl::StrCat("--linger_ms=", linger_ms)});
-  if (!poller.ok()) return poller.status();
-  Subprocess* p = poller->get();
+  ASSIGN_OR_RETURN(
+      auto poller,
+      Subprocess::Start({test::BinaryPath("bench-poller"), "--postgres=" + env.conninfo,
+                         "--brokers=" + env.brokers, "--table=public.outbox_poll",
+                         absl::StrCat("--interval_ms=", interval_ms),
+                         absl::StrCat("--batch=", absl::GetFlag(FLAGS_poll_batch)),
+                         absl::StrCat("--workers=", absl::GetFlag(FLAGS_poll_workers)),
+                         absl::StrCat("--linger_ms=", linger_ms)}));
+  Subprocess* p = poller.get();
   if (!test::WaitFor(
           [&] { return p->Stdout().find("ready") != std::string::npos || !p->Running(); },
           absl::Seconds(30)) ||
@@ -90,9 +90,7 @@ absl::StatusOr<std::string> NewTopic(Env& env, const std::string& label, int par
                                      std::string* agg) {
   *agg = absl::StrCat(label, "_", ++env.topic_seq);
   const std::string topic = "outbox.event." + *agg;
-  if (absl::Status s = env.kafka->CreateTopic(topic, partitions); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(env.kafka->CreateTopic(topic, partitions));
   return topic;
 }
 

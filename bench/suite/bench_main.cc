@@ -52,6 +52,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "outboxd/status_macros.h"
 #include "bench/suite/bench_env.h"
 #include "bench/suite/drain_run.h"
 #include "bench/suite/flags.h"
@@ -97,12 +98,11 @@ absl::Status Main() {
 
   Env env;
   Progress("starting PostgreSQL and kafka-mock");
-  auto pg = PgServer::Start({.extra_config = {"max_wal_size = 4GB", "shared_buffers = 256MB"}});
-  if (!pg.ok()) return pg.status();
-  env.pg = std::move(*pg);
-  auto kafka = KafkaMockProcess::Start(1);
-  if (!kafka.ok()) return kafka.status();
-  env.kafka = std::move(*kafka);
+  ASSIGN_OR_RETURN(
+      auto pg, PgServer::Start({.extra_config = {"max_wal_size = 4GB", "shared_buffers = 256MB"}}));
+  env.pg = std::move(pg);
+  ASSIGN_OR_RETURN(auto kafka, KafkaMockProcess::Start(1));
+  env.kafka = std::move(kafka);
   env.conninfo = env.pg->ConnInfo();
   env.brokers = env.kafka->bootstrap();
   {
@@ -110,25 +110,21 @@ absl::Status Main() {
     std::ifstream pidfile(env.pg->data_dir() + "/postmaster.pid");
     pidfile >> env.postmaster;
   }
-  auto init =
-      Subprocess::Start({test::BinaryPath("outboxd"), "init", "--postgres=" + env.conninfo});
-  if (!init.ok()) return init.status();
-  if (absl::StatusOr<int> rc = (*init)->Wait(absl::Seconds(60)); !rc.ok() || *rc != 0) {
-    return absl::InternalError("outboxd init failed: " + (*init)->Stderr());
+  ASSIGN_OR_RETURN(auto init, Subprocess::Start({test::BinaryPath("outboxd"), "init",
+                                                 "--postgres=" + env.conninfo}));
+  if (absl::StatusOr<int> rc = init->Wait(absl::Seconds(60)); !rc.ok() || *rc != 0) {
+    return absl::InternalError("outboxd init failed: " + init->Stderr());
   }
   // The polling pattern's table: the same columns plus published_at, and the partial index
   // every team adds so a poll does not scan published rows.
-  if (absl::Status s =
-          Sql(env,
-              "CREATE TABLE public.outbox_poll ("
-              " id bigserial PRIMARY KEY, aggregate_type text NOT NULL, aggregate_id text NOT NULL,"
-              " event_type text NOT NULL, payload jsonb NOT NULL, headers jsonb, topic text,"
-              " created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);"
-              "CREATE INDEX outbox_poll_unpublished ON public.outbox_poll (id)"
-              " WHERE published_at IS NULL;");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(
+      Sql(env,
+          "CREATE TABLE public.outbox_poll ("
+          " id bigserial PRIMARY KEY, aggregate_type text NOT NULL, aggregate_id text NOT NULL,"
+          " event_type text NOT NULL, payload jsonb NOT NULL, headers jsonb, topic text,"
+          " created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);"
+          "CREATE INDEX outbox_poll_unpublished ON public.outbox_poll (id)"
+          " WHERE published_at IS NULL;"));
 
   struct Planned {
     std::string publisher;
@@ -198,14 +194,13 @@ absl::Status Main() {
           p.spec.rate > 0 ? Fmt(p.spec.rate, 0) : "max", p.spec.events_per_tx,
           p.spec.payload_bytes, p.spec.linger_ms, p.spec.partitions,
           repeats > 1 ? absl::StrFormat(", run %d of %d", t + 1, repeats) : ""));
-      absl::StatusOr<RunResult> r = LatencyRun(env, p.publisher, p.interval_ms, p.spec);
-      if (!r.ok()) return r.status();
+      ASSIGN_OR_RETURN(RunResult r, LatencyRun(env, p.publisher, p.interval_ms, p.spec));
       Progress(absl::StrFormat(
           "    achieved %.0f ev/s, p50 %s ms, p99 %s ms, max %s ms, "
           "publisher %.2f µs/ev, steady RSS %.1f MB %s",
-          r->achieved, Fmt(r->p50), Fmt(r->p99), Fmt(r->max),
-          r->pub_cpu_s / std::max<int64_t>(1, r->expected) * 1e6, r->pub_steady_rss_mb, r->note));
-      tries.push_back(*r);
+          r.achieved, Fmt(r.p50), Fmt(r.p99), Fmt(r.max),
+          r.pub_cpu_s / std::max<int64_t>(1, r.expected) * 1e6, r.pub_steady_rss_mb, r.note));
+      tries.push_back(r);
     }
     // A run that measured nothing (p99 NaN) sorts last.
     auto p99 = [](const RunResult& r) { return std::isnan(r.p99) ? INFINITY : r.p99; };
@@ -225,7 +220,7 @@ absl::Status Main() {
     // TRUNCATE leaves the table's statistics unknown, so the planner sizes it from its pages as
     // it grows (ANALYZE of the empty table would make it plan for an empty table).
     if (p.publisher == "poll") {
-      if (absl::Status s = Sql(env, "TRUNCATE public.outbox_poll"); !s.ok()) return s;
+      RETURN_IF_ERROR(Sql(env, "TRUNCATE public.outbox_poll"));
     }
   }
 
@@ -233,12 +228,11 @@ absl::Status Main() {
   if (const int64_t n = absl::GetFlag(FLAGS_drain_events); n > 0) {
     std::vector<DrainResult> tries;
     for (int t = 0; t < std::max(1, absl::GetFlag(FLAGS_repeats)); ++t) {
-      absl::StatusOr<DrainResult> d = DrainRun(env, n);
-      if (!d.ok()) return d.status();
+      ASSIGN_OR_RETURN(DrainResult d, DrainRun(env, n));
       Progress(absl::StrFormat("drain: pg_recvlogical %.2f s, outboxd %.2f s (ratio %.2f), %.2f µs/event",
-                               d->recv_s, d->relay_s, d->recv_s / d->relay_s,
-                               d->relay_cpu_s / d->events * 1e6));
-      tries.push_back(*d);
+                               d.recv_s, d.relay_s, d.recv_s / d.relay_s,
+                               d.relay_cpu_s / d.events * 1e6));
+      tries.push_back(d);
     }
     std::sort(tries.begin(), tries.end(), [](const DrainResult& a, const DrainResult& b) {
       return a.recv_s / a.relay_s < b.recv_s / b.relay_s;
@@ -251,11 +245,10 @@ absl::Status Main() {
   }
   std::optional<MemoryResult> mem;
   if (const int64_t n = absl::GetFlag(FLAGS_memory_events); n > 0) {
-    absl::StatusOr<MemoryResult> m = MemoryRun(env, n);
-    if (!m.ok()) return m.status();
+    ASSIGN_OR_RETURN(MemoryResult m, MemoryRun(env, n));
     Progress(absl::StrFormat("memory: %d events drained in %.1f s, relay peak RSS %.1f MB",
-                             m->events, m->drain_s, m->peak_rss_mb));
-    mem = *m;
+                             m.events, m.drain_s, m.peak_rss_mb));
+    mem = m;
   }
   WriteReport(env, runs, drain, mem, load_before, absl::ToDoubleSeconds(absl::Now() - t0));
   Progress("report: " + absl::GetFlag(FLAGS_out) + "/report.md");

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/suite/flags.h"
+#include "outboxd/status_macros.h"
 #include "bench/suite/latency_consumer.h"
 #include "bench/suite/proc_stats.h"
 #include "outboxd/v1/event.pb.h"
@@ -35,32 +36,31 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
   res.publisher = publisher;
   res.interval_ms = interval_ms;
   spec.table = publisher == "cdc" ? "public.outbox_events" : "public.outbox_poll";
-  absl::StatusOr<std::string> topic = NewTopic(env, publisher, spec.partitions, &spec.aggregate_type);
-  if (!topic.ok()) return topic.status();
+  ASSIGN_OR_RETURN(std::string topic,
+                   NewTopic(env, publisher, spec.partitions, &spec.aggregate_type));
   res.spec = spec;
 
-  auto proc = publisher == "cdc" ? StartOutboxd(env, spec.linger_ms)
-                                 : StartPoller(env, interval_ms, spec.linger_ms);
-  if (!proc.ok()) return proc.status();
-  const pid_t pub_pid = (*proc)->pid();
-  auto consumer = LatencyConsumer::Start(env.brokers, *topic, spec.partitions,
-                                          absl::GetFlag(FLAGS_consumer_fetch_wait_ms));
-  if (!consumer.ok()) return consumer.status();
+  ASSIGN_OR_RETURN(auto proc, publisher == "cdc"
+                                  ? StartOutboxd(env, spec.linger_ms)
+                                  : StartPoller(env, interval_ms, spec.linger_ms));
+  const pid_t pub_pid = proc->pid();
+  ASSIGN_OR_RETURN(auto consumer,
+                   LatencyConsumer::Start(env.brokers, topic, spec.partitions,
+                                          absl::GetFlag(FLAGS_consumer_fetch_wait_ms)));
 
   std::vector<std::unique_ptr<Writer>> writers;
   std::set<pid_t> writer_backends;
   for (int i = 0; i < spec.writers; ++i) {
-    auto w = Writer::Connect(env.conninfo, spec, i);
-    if (!w.ok()) return w.status();
-    writer_backends.insert((*w)->backend_pid());
-    writers.push_back(std::move(*w));
+    ASSIGN_OR_RETURN(auto w, Writer::Connect(env.conninfo, spec, i));
+    writer_backends.insert(w->backend_pid());
+    writers.push_back(std::move(w));
   }
 
   const double warmup = absl::GetFlag(FLAGS_warmup_s), duration = absl::GetFlag(FLAGS_duration_s);
   const int64_t start = NowUs() + 20000;
   const int64_t window_start = start + static_cast<int64_t>(warmup * 1e6);
   const int64_t window_end = window_start + static_cast<int64_t>(duration * 1e6);
-  (*consumer)->SetWindow(window_start, window_end);
+  consumer->SetWindow(window_start, window_end);
 
   std::vector<std::thread> threads;
   for (auto& w : writers) {
@@ -85,7 +85,7 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
   }
   // Wait for the tail: at most a few poll intervals, or 10 s.
   const absl::Duration tail = absl::Seconds(10) + absl::Milliseconds(3 * interval_ms);
-  test::WaitFor([&] { return (*consumer)->measured() >= res.expected; }, tail,
+  test::WaitFor([&] { return consumer->measured() >= res.expected; }, tail,
                 absl::Milliseconds(5));
   res.pub_cpu_s = CpuSeconds(pub_pid).value_or(0) - pub_cpu_before;
   res.pg_cpu_s = CpuDelta(pg_before, PostgresCpu(env.postmaster), writer_backends);
@@ -95,7 +95,7 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
       res.pub_steady_rss_mb = std::max(res.pub_steady_rss_mb, mb);
     }
   }
-  std::vector<int64_t> lat = (*consumer)->TakeLatencies();
+  std::vector<int64_t> lat = consumer->TakeLatencies();
   res.measured = static_cast<int64_t>(lat.size());
   std::sort(lat.begin(), lat.end());
   res.duration_s = duration;
@@ -110,7 +110,7 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
     // again with a fresh consumer and count the window's events in it.
     int64_t in_kafka = 0;
     absl::StatusOr<std::vector<test::KafkaRecord>> all = test::ReadTopic(
-        env.brokers, *topic, (*consumer)->total() + res.expected, absl::Seconds(5));
+        env.brokers, topic, consumer->total() + res.expected, absl::Seconds(5));
     if (all.ok()) {
       outboxd::v1::OutboxEvent event;
       for (const test::KafkaRecord& rec : *all) {
@@ -123,9 +123,9 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
                             " events not consumed within the tail; a fresh read finds ", in_kafka,
                             " of ", res.expected, " in Kafka");
   }
-  consumer->reset();
+  consumer.reset();
   writers.clear();
-  StopProcess(proc->get());
+  StopProcess(proc.get());
   return res;
 }
 

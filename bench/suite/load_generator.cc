@@ -16,7 +16,7 @@
 
 namespace outboxd::bench {
 
-using test::PgResult;
+using pq::PgResult;
 
 int64_t NowUs() { return absl::GetCurrentTimeNanos() / 1000; }
 

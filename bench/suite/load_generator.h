@@ -18,7 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tests/support/pg.h"
+#include "pq/handles.h"
 
 namespace outboxd::bench {
 
@@ -59,7 +59,7 @@ class Writer {
   Writer(LoadSpec spec, int index) : spec_(std::move(spec)), index_(index) {}
   LoadSpec spec_;
   int index_;
-  test::PgConn conn_;
+  pq::PgConn conn_;
   pid_t backend_pid_ = 0;
   int64_t in_window_ = 0;
   int64_t sent_ = 0;
