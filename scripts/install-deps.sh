@@ -14,6 +14,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15
+  iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose
 )
 
