@@ -45,9 +45,10 @@ absl::Status CheckTable(PGconn* conn, const OutboxConfig& config);
 // (`outboxd init`); an existing table is left as it is.
 absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config);
 
-// Creates the publication (inserts of the outbox table only; no table when the
-// source is messages only) if missing; an existing one must publish inserts of
-// the table when the table is a source.
+// Creates the publication (inserts of the outbox table only, published through
+// the root of a partitioned table; no table when the source is messages only)
+// if missing; an existing one must publish inserts of the table when the table
+// is a source, and through the root when the table is partitioned.
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config);
 
 // Creates the logical slot (pgoutput) if missing; an existing one must use
