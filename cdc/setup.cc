@@ -168,15 +168,21 @@ absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
 }
 
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
+  const bool via_root_known = PQserverVersion(conn) >= 130000;  // pubviaroot is new in 13
   auto pub = Query(conn, "SELECT 1 FROM pg_publication WHERE pubname = $1", {config.publication},
                    "reading publications");
   if (!pub.ok()) return pub.status();
   if (PQntuples(pub->get()) == 0) {
     // Messages need no table: a publication without one still carries them.
+    // Through the root, inserts into any partition of a partitioned outbox
+    // (also ones attached later) arrive as inserts into the table outboxd was
+    // told about, with its columns in its order; for a plain table the option
+    // changes nothing.
     const std::string sql =
         config.source.table
             ? absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication),
-                           " FOR TABLE ", QualifiedTable(config), " WITH (publish = 'insert')")
+                           " FOR TABLE ", QualifiedTable(config), " WITH (publish = 'insert'",
+                           via_root_known ? ", publish_via_partition_root = true" : "", ")")
             : absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication),
                            " WITH (publish = 'insert')");
     auto created = Query(conn, sql, {}, absl::StrCat("creating publication ", config.publication));
@@ -189,10 +195,27 @@ absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
 }
 
 absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config) {
-  auto pub = Query(conn, "SELECT pubinsert FROM pg_publication WHERE pubname = $1",
+  const bool via_root_known = PQserverVersion(conn) >= 130000;  // pubviaroot is new in 13
+  auto pub = Query(conn,
+                   via_root_known
+                       ? "SELECT pubinsert, pubviaroot FROM pg_publication WHERE pubname = $1"
+                       : "SELECT pubinsert, false FROM pg_publication WHERE pubname = $1",
                    {config.publication}, "reading publications");
   if (!pub.ok()) return pub.status();
   const std::string table = config.table.QualifiedName();
+  bool partitioned = false;
+  if (config.source.table) {
+    auto kind = Query(conn, "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)",
+                      {QualifiedTable(config)}, "reading the outbox table's kind");
+    if (!kind.ok()) return kind.status();
+    partitioned = PQntuples(kind->get()) == 1 && Value(kind->get(), 0, 0) == "t";
+    if (partitioned && !via_root_known) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "outbox table ", table, " is partitioned; PostgreSQL ", PQserverVersion(conn),
+          " cannot publish a partitioned table's inserts under its own name (that needs 13 or "
+          "newer). Fix: upgrade PostgreSQL, or use an unpartitioned outbox table"));
+    }
+  }
   if (PQntuples(pub->get()) == 0) {
     // `run` never creates it: a missing publication on a database that has a
     // slot means someone dropped it or this is not the database init prepared.
@@ -206,6 +229,15 @@ absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config) {
     return absl::FailedPreconditionError(absl::StrCat(
         "publication ", config.publication, " does not publish inserts. Fix: ALTER PUBLICATION ",
         QuoteIdentifier(config.publication), " SET (publish = 'insert')"));
+  }
+  // Without it pgoutput names each partition, which outboxd would take for
+  // other tables (and pg_publication_tables below lists only the partitions).
+  if (partitioned && Value(pub->get(), 0, 1) != "t") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "publication ", config.publication, " does not publish through the root table, so inserts "
+        "into the partitions of the partitioned table ", table, " would not arrive as its events. "
+        "Fix: ALTER PUBLICATION ", QuoteIdentifier(config.publication),
+        " SET (publish_via_partition_root = true)"));
   }
   auto member = Query(conn,
                       "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 "

@@ -52,12 +52,14 @@ absl::Status CheckTable(PGconn* conn, const OutboxConfig& config);
 // (`outboxd init`); an existing table is left as it is.
 absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config);
 
-// Creates the publication (inserts of the outbox table only; no table when the
-// source is messages only) if missing (`outboxd init`); then CheckPublication.
+// Creates the publication (inserts of the outbox table only, published through
+// the root of a partitioned table; no table when the source is messages only)
+// if missing (`outboxd init`); then CheckPublication.
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config);
 
 // The publication exists (NotFound naming `outboxd init` if not) and, when the
-// table is a source, publishes inserts of the table.
+// table is a source, publishes inserts of the table, through the root when the
+// table is partitioned.
 absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config);
 
 // Creates the logical slot (pgoutput) if missing (`outboxd init`); then CheckSlot.
