@@ -16,6 +16,9 @@ packages=(
   postgresql-15 postgresql-client-15
   iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose
+  # ctest -L ops: promtool checks and tests the alerting rules (the package also brings the
+  # Prometheus server, which nothing here starts).
+  prometheus
 )
 
 missing=()
