@@ -247,11 +247,14 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
       reply_asked = absl::InfinitePast();
     }
     bool ask_reply = false;
-    if (options_.replication_timeout > absl::ZeroDuration() && now - last_heard >= options_.replication_timeout) {
+    if (options_.replication_timeout > absl::ZeroDuration() &&
+        now - last_heard >= options_.replication_timeout) {
       if (reply_asked == absl::InfinitePast()) {
         ask_reply = true;
         reply_asked = now;
         next_status = now;
+        LogDebug(absl::StrCat("nothing from PostgreSQL for ", absl::FormatDuration(now - last_heard),
+                              "; asking it for a reply"));
       } else if (now - reply_asked >= reply_timeout) {
         stats_->postgres_connected.store(false);  // /readyz: not ready from here on
         return reconnect(absl::UnavailableError(absl::StrCat(
