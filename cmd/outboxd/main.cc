@@ -94,16 +94,22 @@ absl::Status RequireBrokers() {
       "no Kafka brokers given: pass --brokers=HOST:PORT[,HOST:PORT...] or set OUTBOXD_BROKERS");
 }
 
-// Connects and runs the checks both init and run need; creates what is missing.
-absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool create_table) {
+// Connects and runs the checks both init and run need. Only init creates what
+// is missing (table, publication, slot): run never creates a slot, since one
+// made after a failover or a DROP would silently skip what the old one held.
+absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init) {
   auto conn = outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql);
   if (!conn.ok()) return conn.status();
   if (absl::Status s = outboxd::cdc::CheckServer(conn->get(), config); !s.ok()) return s;
   if (config.source.table) {  // a messages-only outbox has no table
-    if (create_table) {
+    if (init) {
       if (absl::Status s = outboxd::cdc::CreateTableIfMissing(conn->get(), config); !s.ok()) return s;
     }
     if (absl::Status s = outboxd::cdc::CheckTable(conn->get(), config); !s.ok()) return s;
+  }
+  if (!init) {
+    if (absl::Status s = outboxd::cdc::CheckPublication(conn->get(), config); !s.ok()) return s;
+    return outboxd::cdc::CheckSlot(conn->get(), config);
   }
   if (absl::Status s = outboxd::cdc::EnsurePublication(conn->get(), config); !s.ok()) return s;
   return outboxd::cdc::EnsureSlot(conn->get(), config);
@@ -113,7 +119,7 @@ int Init() {
   if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
   auto config = OutboxConfigFromFlags();
   if (!config.ok()) return Fail(config.status(), kExitUsage);
-  auto confirmed = PrepareDatabase(*config, /*create_table=*/true);
+  auto confirmed = PrepareDatabase(*config, /*init=*/true);
   if (!confirmed.ok()) return Fail(confirmed.status());
   std::cout << "ready: " << (config->source.table ? "table " + config->table.QualifiedName() : "messages only")
             << ", publication "
@@ -186,7 +192,7 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     return Fail(probe.status(), kExitUsage);
   }
 
-  auto confirmed = PrepareDatabase(*config, /*create_table=*/false);
+  auto confirmed = PrepareDatabase(*config, /*init=*/false);
   if (!confirmed.ok()) return Fail(confirmed.status());
 
   outboxd::cdc::RelayOptions options;
