@@ -33,7 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "cdc/event_sink.h"
+#include "outboxd/event_sink.h"
 
 namespace outboxd::test {
 
@@ -52,7 +52,7 @@ class FakeKafka : public std::enable_shared_from_this<FakeKafka> {
     if (wakeup_fd_ >= 0) close(wakeup_fd_);
   }
 
-  cdc::EventSink::Factory Factory();
+  EventSink::Factory Factory();
 
   // Records in flight one sink accepts before Produce() says it is full.
   void SetCapacity(int records) {
@@ -117,7 +117,7 @@ class FakeKafka : public std::enable_shared_from_this<FakeKafka> {
   int sinks_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-class FakeKafka::Sink final : public cdc::EventSink {
+class FakeKafka::Sink final : public EventSink {
  public:
   Sink(std::shared_ptr<FakeKafka> kafka, int id, DeliveryCallback callback)
       : kafka_(std::move(kafka)), id_(id), callback_(std::move(callback)) {}
@@ -183,10 +183,10 @@ class FakeKafka::Sink final : public cdc::EventSink {
   DeliveryCallback callback_;
 };
 
-inline cdc::EventSink::Factory FakeKafka::Factory() {
+inline EventSink::Factory FakeKafka::Factory() {
   std::shared_ptr<FakeKafka> self = shared_from_this();
-  return [self](cdc::EventSink::DeliveryCallback callback)
-             -> absl::StatusOr<std::unique_ptr<cdc::EventSink>> {
+  return [self](EventSink::DeliveryCallback callback)
+             -> absl::StatusOr<std::unique_ptr<EventSink>> {
     int id;
     {
       absl::MutexLock lock(&self->mu_);
