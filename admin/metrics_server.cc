@@ -48,7 +48,7 @@ class StatsCollector : public prometheus::Collectable {
   StatsCollector(const StatusReporter* reporter, absl::Time now) : reporter_(reporter), now_(now) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    const cdc::RelayStats& s = reporter_->stats();
+    const stats::RelayStats& s = reporter_->stats();
     std::vector<prometheus::MetricFamily> out;
     out.push_back(Gauge("outboxd_up", "1 while the relay process runs", 1));
     out.push_back(Gauge("outboxd_build_info", "outboxd's version, as a label", 1, {{"version", Version()}}));
@@ -87,9 +87,9 @@ class StatsCollector : public prometheus::Collectable {
     // Read the total first: a bucket incremented meanwhile then never exceeds +Inf.
     const uint64_t count = s.commit_to_ack_count.load();
     uint64_t cumulative = 0;
-    for (size_t i = 0; i < cdc::RelayStats::kLatencyBuckets.size(); ++i) {
+    for (size_t i = 0; i < stats::RelayStats::kLatencyBuckets.size(); ++i) {
       cumulative += s.commit_to_ack_buckets[i].load();
-      h.histogram.bucket.push_back({std::min(count, cumulative), cdc::RelayStats::kLatencyBuckets[i]});
+      h.histogram.bucket.push_back({std::min(count, cumulative), stats::RelayStats::kLatencyBuckets[i]});
     }
     h.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
     h.histogram.sample_count = count;
@@ -127,7 +127,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const std::
   });
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   http.Get("/readyz", [reporter](const httplib::Request&, httplib::Response& res) {
-    const cdc::RelayStats& s = reporter->stats();
+    const stats::RelayStats& s = reporter->stats();
     const bool pg = s.postgres_connected.load();
     const bool kafka = s.kafka_reachable.load();
     res.status = pg && kafka ? 200 : 503;

@@ -9,13 +9,13 @@ namespace outboxd::admin {
 
 const char* Version() { return OUTBOXD_VERSION; }
 
-double OldestUnackedAgeSeconds(const cdc::RelayStats& stats, absl::Time now) {
+double OldestUnackedAgeSeconds(const stats::RelayStats& stats, absl::Time now) {
   const int64_t committed = stats.oldest_unacked_commit_unix_micros.load();
   if (committed == 0) return 0;
   return std::max(0.0, absl::ToDoubleSeconds(now - absl::FromUnixMicros(committed)));
 }
 
-uint64_t LagBytes(const cdc::RelayStats& stats) {
+uint64_t LagBytes(const stats::RelayStats& stats) {
   const uint64_t end = stats.server_wal_end.load();
   const uint64_t confirmed = stats.confirmed_lsn.load();
   return end > confirmed ? end - confirmed : 0;
@@ -33,7 +33,7 @@ void StatusReporter::Sample(absl::Time now) {
 }
 
 v1::Status StatusReporter::Snapshot(absl::Time now) const {
-  const cdc::RelayStats& s = *stats_;
+  const stats::RelayStats& s = *stats_;
   v1::Status out;
   out.set_slot(info_.slot);
   out.set_publication(info_.publication);

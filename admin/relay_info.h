@@ -17,7 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "cdc/relay_stats.h"
+#include "stats/relay_stats.h"
 #include "outboxd/v1/admin.pb.h"
 
 namespace outboxd::admin {
@@ -34,19 +34,19 @@ struct RelayInfo {
 
 class StatusReporter {
  public:
-  StatusReporter(const cdc::RelayStats* stats, RelayInfo info) : stats_(stats), info_(std::move(info)) {}
+  StatusReporter(const stats::RelayStats* stats, RelayInfo info) : stats_(stats), info_(std::move(info)) {}
 
   // Takes a sample of the delivered counter; the rate reported is the one
   // between the last two samples.
   void Sample(absl::Time now);
   v1::Status Snapshot(absl::Time now) const;
 
-  const cdc::RelayStats& stats() const { return *stats_; }
+  const stats::RelayStats& stats() const { return *stats_; }
   // Ready: connected to PostgreSQL and Kafka reachable.
   bool Ready() const { return stats_->postgres_connected.load() && stats_->kafka_reachable.load(); }
 
  private:
-  const cdc::RelayStats* stats_;
+  const stats::RelayStats* stats_;
   const RelayInfo info_;
   mutable absl::Mutex mu_;
   absl::Time last_sample_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
@@ -55,9 +55,9 @@ class StatusReporter {
 };
 
 // Seconds since the oldest unacknowledged event committed; 0 with nothing in flight.
-double OldestUnackedAgeSeconds(const cdc::RelayStats& stats, absl::Time now);
+double OldestUnackedAgeSeconds(const stats::RelayStats& stats, absl::Time now);
 // server_wal_end - confirmed_lsn, 0 before the first keepalive.
-uint64_t LagBytes(const cdc::RelayStats& stats);
+uint64_t LagBytes(const stats::RelayStats& stats);
 
 }  // namespace outboxd::admin
 

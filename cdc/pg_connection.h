@@ -1,4 +1,4 @@
-// Owners for libpq handles and the few connection helpers every cdc/ piece needs.
+// The few connection helpers every cdc/ piece needs (the handle owners are pq/handles.h).
 //
 //   absl::StatusOr<PgConn> conn = Connect(conninfo, ConnectionKind::kReplication);
 //   absl::StatusOr<PgResult> rows = Query(*conn, "SELECT $1::text", {"x"});
@@ -18,23 +18,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "pq/handles.h"
 
 namespace outboxd::cdc {
 
-struct PgConnDeleter {
-  void operator()(PGconn* conn) const { PQfinish(conn); }
-};
-struct PgResultDeleter {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-struct PgFreeDeleter {
-  void operator()(void* p) const { PQfreemem(p); }
-};
-
-// Move-only: a copied owner would PQfinish/PQclear twice.
-using PgConn = std::unique_ptr<PGconn, PgConnDeleter>;
-using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
-using PgBuffer = std::unique_ptr<char, PgFreeDeleter>;
+using pq::PgBuffer;
+using pq::PgConn;
+using pq::PgResult;
 
 enum class ConnectionKind { kSql, kReplication };
 

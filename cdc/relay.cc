@@ -26,7 +26,7 @@ int ToPollTimeout(absl::Duration d) {
 
 }  // namespace
 
-Relay::Relay(RelayOptions options, EventSink::Factory sink_factory, RelayStats* stats)
+Relay::Relay(RelayOptions options, EventSink::Factory sink_factory, stats::RelayStats* stats)
     : options_(std::move(options)),
       sink_factory_(std::move(sink_factory)),
       decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source),

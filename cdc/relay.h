@@ -37,7 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cdc/event_sink.h"
-#include "cdc/relay_stats.h"
+#include "stats/relay_stats.h"
 #include "cdc/replication_stream.h"
 #include "cdc/setup.h"
 #include "checkpoint/ack_tracker.h"
@@ -70,7 +70,7 @@ struct RelayOptions {
 class Relay {
  public:
   // stats: where the relay publishes its counters (nullptr: kept internally).
-  Relay(RelayOptions options, EventSink::Factory sink_factory, RelayStats* stats = nullptr);
+  Relay(RelayOptions options, EventSink::Factory sink_factory, stats::RelayStats* stats = nullptr);
   ~Relay();
   Relay(const Relay&) = delete;
   Relay& operator=(const Relay&) = delete;
@@ -127,8 +127,8 @@ class Relay {
   PendingEvent event_;
   bool pending_ = false;
 
-  RelayStats own_stats_;
-  RelayStats* stats_;
+  stats::RelayStats own_stats_;
+  stats::RelayStats* stats_;
   uint64_t dead_lettered_ = 0;            // by the relay itself (unroutable rows)
   uint64_t dead_lettered_by_old_sinks_ = 0;  // by sinks dropped in a rewind
 

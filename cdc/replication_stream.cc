@@ -62,11 +62,12 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
                          {}, "creating a temporary replication slot");
     if (!created.ok()) return absl::UnavailableError(created.status().message());
   }
+  // A missing or invalidated slot ends the relay, on a reconnect too: it is
+  // never recreated here (only `outboxd init` creates slots).
   auto confirmed = SlotConfirmedLsn(c, options.slot);
   if (!confirmed.ok()) {
-    if (absl::IsNotFound(confirmed.status())) {
-      return absl::NotFoundError(absl::StrCat(confirmed.status().message(),
-                                              ". Fix: run `outboxd init` or check --slot"));
+    if (absl::IsNotFound(confirmed.status()) || absl::IsFailedPrecondition(confirmed.status())) {
+      return confirmed.status();
     }
     return absl::UnavailableError(confirmed.status().message());
   }
@@ -90,8 +91,14 @@ absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version
     if (state == "55006") {  // object_in_use: another walsender has the slot.
       return absl::UnavailableError(absl::StrCat(kSlotBusyMarker, " ", message));
     }
-    if (state == "42704") {  // undefined_object
-      return absl::NotFoundError(absl::StrCat(message, ". Fix: run `outboxd init` or check --slot"));
+    if (state == "42704") {  // undefined_object: dropped since Connect()
+      return SlotMissingError(options_.slot, ServerName(conn_.get()));
+    }
+    // Invalidated since Connect() (the server says 55000 for that and for other
+    // states): the slot's own state tells which.
+    if (absl::StatusOr<Lsn> slot = SlotConfirmedLsn(conn_.get(), options_.slot);
+        absl::IsFailedPrecondition(slot.status()) || absl::IsNotFound(slot.status())) {
+      return slot.status();
     }
     return absl::UnavailableError(absl::StrCat("START_REPLICATION failed: ", message));
   }

@@ -13,10 +13,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "outboxd/v1/event.pb.h"
-#include "tests/support/pg.h"
+#include "pq/handles.h"
 
 namespace outboxd::test {
 namespace {
+
+using pq::PgConn;
+using pq::PgResult;
 
 // Between connection attempts while PostgreSQL is down.
 constexpr absl::Duration kReconnectPause = absl::Milliseconds(50);

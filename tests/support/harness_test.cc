@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/kafka_mock_process.h"
 #include "tests/support/kafka_reader.h"
-#include "tests/support/pg.h"
+#include "pq/handles.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/wait.h"
@@ -20,6 +20,7 @@
 namespace outboxd::test {
 namespace {
 
+using ::outboxd::pq::PgConn;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;

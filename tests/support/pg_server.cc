@@ -18,11 +18,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "tests/support/pg.h"
+#include "pq/handles.h"
 #include "tests/support/subprocess.h"
 
 namespace outboxd::test {
 namespace {
+
+using pq::PgConn;
+using pq::PgResult;
 
 constexpr char kPgBin[] = "/usr/lib/postgresql/15/bin";
 // Attempts at starting the server: the port we pick may be taken by someone else before the

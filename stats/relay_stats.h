@@ -6,8 +6,8 @@
 //
 // The stream thread writes; server threads read. Every counter and gauge is an
 // atomic; the few strings that change at run time sit behind a mutex.
-#ifndef OUTBOXD_CDC_RELAY_STATS_H_
-#define OUTBOXD_CDC_RELAY_STATS_H_
+#ifndef OUTBOXD_STATS_RELAY_STATS_H_
+#define OUTBOXD_STATS_RELAY_STATS_H_
 
 #include <array>
 #include <atomic>
@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace outboxd::cdc {
+namespace outboxd::stats {
 
 struct RelayStats {
   // Upper bounds (seconds) of the commit→acknowledgement latency buckets; +Inf
@@ -76,6 +76,6 @@ struct RelayStats {
   std::string server_version_ ABSL_GUARDED_BY(mu);
 };
 
-}  // namespace outboxd::cdc
+}  // namespace outboxd::stats
 
-#endif  // OUTBOXD_CDC_RELAY_STATS_H_
+#endif  // OUTBOXD_STATS_RELAY_STATS_H_
