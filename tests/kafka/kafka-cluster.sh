@@ -20,6 +20,7 @@
 #   tests/kafka/kafka-cluster.sh sasl-bootstrap DIR     the SASL_SSL listeners (with --sasl)
 #   tests/kafka/kafka-cluster.sh env DIR                `export` lines for the C++ test harness
 #       (tests/support/external_kafka.h; ctest sets OUTBOXD_TEST_KAFKA_CLUSTER=DIR instead)
+#   tests/kafka/kafka-cluster.sh halt DIR               kill -9 every node, keep DIR (and the logs)
 #   tests/kafka/kafka-cluster.sh destroy DIR            kill -9 every node and remove DIR
 #
 # DIR/ctl is a copy-free shortcut: `DIR/ctl kill 2` is `kafka-cluster.sh kill DIR 2`.
@@ -303,7 +304,7 @@ start_all() {
   if [[ -n "$owner" ]]; then
     # Stops the nodes when the owner ends without calling `stop` (an interrupted ctest).
     setsid bash -c 'while kill -0 '"$owner"' 2>/dev/null && [ -f "'"$DIR"'/nodes" ]; do sleep 2; done
-                    "'"$self"'" stop "'"$DIR"'" >/dev/null 2>&1' </dev/null >/dev/null 2>&1 &
+                    "'"$self"'" halt "'"$DIR"'" >/dev/null 2>&1' </dev/null >/dev/null 2>&1 &
     echo $! >"$DIR/watchdog.pid"
   fi
   bootstrap >"$DIR/bootstrap"
@@ -332,7 +333,11 @@ targets() {
 
 case "$verb" in
   start) start_all "$@" ;;
-  stop) for n in $(targets "${1:-all}"); do stop_node "$n"; done ;;
+  stop)
+    # All at once when all: one by one, each controlled shutdown would wait for the others.
+    for n in $(targets "${1:-all}"); do signal_node CONT "$n"; signal_node TERM "$n"; done
+    for n in $(targets "${1:-all}"); do stop_node "$n"; done ;;
+  halt) for n in $(nodes); do stop_node "$n" KILL; done ;;
   kill) n=$(node_arg "${1:-}"); stop_node "$n" KILL ;;
   start-node)
     n=$(node_arg "${1:-}")
