@@ -15,6 +15,8 @@
 #   tests/kafka/kafka-cluster.sh restart DIR NODE       stop + start-node
 #   tests/kafka/kafka-cluster.sh pause DIR NODE|all     SIGSTOP: connections stall, nothing closes
 #   tests/kafka/kafka-cluster.sh resume DIR NODE|all    SIGCONT
+#   tests/kafka/kafka-cluster.sh heal DIR               resume all, start every node that is down,
+#                                                       wait until each answers
 #   tests/kafka/kafka-cluster.sh leader DIR TOPIC [PARTITION]   prints the leader's node id
 #   tests/kafka/kafka-cluster.sh bootstrap DIR          the bootstrap list again
 #   tests/kafka/kafka-cluster.sh sasl-bootstrap DIR     the SASL_SSL listeners (with --sasl)
@@ -338,6 +340,9 @@ case "$verb" in
     for n in $(targets "${1:-all}"); do signal_node CONT "$n"; signal_node TERM "$n"; done
     for n in $(targets "${1:-all}"); do stop_node "$n"; done ;;
   halt) for n in $(nodes); do stop_node "$n" KILL; done ;;
+  heal)
+    for n in $(nodes); do signal_node CONT "$n"; alive "$n" || launch "$n"; done
+    for n in $(nodes); do wait_node_ready "$n"; done ;;
   kill) n=$(node_arg "${1:-}"); stop_node "$n" KILL ;;
   start-node)
     n=$(node_arg "${1:-}")
