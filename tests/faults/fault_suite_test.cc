@@ -10,7 +10,7 @@
 //   kafka-mock (default)   at_least_once: every scenario; exactly_once: every scenario but those
 //                          marked `kills_relay` (kill -9) or `at_least_once_only`, duplicates
 //                          reported, not asserted.
-//   external Kafka         (OUTBOXD_TEST_KAFKA_BROKERS set, tests/real-kafka/run.sh) every scenario
+//   external Kafka         (OUTBOXD_TEST_KAFKA_CLUSTER or _BROKERS set; ctest -L kafka) every scenario
 //                          but those marked `needs_mock_control` (kafka-mock's injected errors);
 //                          exactly_once asserts zero duplicates, kill -9 included.
 // Zero loss, nothing rolled back present and per-aggregate order are asserted everywhere.
