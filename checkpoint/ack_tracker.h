@@ -40,7 +40,8 @@ class AckTracker {
   // Identifies the transaction an event belongs to.
   using Ticket = uint64_t;
 
-  explicit AckTracker(Lsn confirmed = Lsn()) : safe_(confirmed) {}
+  // confirmed: what the slot has confirmed; reading starts there too.
+  explicit AckTracker(Lsn confirmed = Lsn()) : safe_(confirmed), last_received_(confirmed) {}
 
   // A Begin arrived. A Begin while a transaction is open means the server
   // resent it (a reconnect): the open one is abandoned first. commit_time is
