@@ -207,7 +207,9 @@ TEST_P(ExactlyOnceRealKafkaTest, FrozenRelayIsFencedAndCommitsNothing) {
   Number("zombie_settled", absl::Now() - resumed);
   Number("zombie_state", zombie->Running() ? "hot_standby" : "exited");
   absl::SleepFor(absl::Seconds(2));  // load through the successor, the zombie resumed
-  EXPECT_EQ(CountOf(successor->Stderr(), "streaming slot"), 1) << successor->Stderr();
+  EXPECT_EQ(CountOf(successor->Stderr(), "streaming slot"), 1)
+      << "the successor lost the slot or rewound:\n" << successor->Stderr() << "\nthe zombie:\n"
+      << zombie->Stderr();
   if (zombie->Running()) {
     // Stopped before the successor is, so that it cannot (rightly) take the slot over then.
     EXPECT_EQ(CountOf(zombie->Stderr(), "streaming slot"), 1) << "the zombie took the slot back";
