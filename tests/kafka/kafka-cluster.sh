@@ -154,8 +154,9 @@ EOF
     cat >>"$(node_dir "$n")/server.properties" <<EOF
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-ssl.keystore.type=PEM
-ssl.keystore.location=$DIR/tls/broker.pem
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$DIR/tls/broker.p12
+ssl.keystore.password=broker-key
 ssl.key.password=broker-key
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:ANONYMOUS
@@ -171,10 +172,10 @@ make_certificate() {
   openssl req -x509 -newkey rsa:2048 -sha256 -days 2 -nodes -subj "/CN=127.0.0.1" \
     -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     -keyout "$tls/key.pem" -out "$tls/ca.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
-  # Kafka's PEM keystore wants an encrypted PKCS#8 key followed by the certificate.
-  openssl pkcs8 -topk8 -v2 aes-256-cbc -in "$tls/key.pem" -passout pass:broker-key \
-    -out "$tls/key.p8" >/dev/null 2>&1 || die "openssl pkcs8 failed"
-  cat "$tls/key.p8" "$tls/ca.pem" >"$tls/broker.pem"
+  # PKCS#12: Java 17 reads OpenSSL 3's default PKCS#12 encryption, but not its PBES2-encrypted
+  # PKCS#8 keys (a PEM keystore would need one).
+  openssl pkcs12 -export -in "$tls/ca.pem" -inkey "$tls/key.pem" -name broker \
+    -passout pass:broker-key -out "$tls/broker.p12" >/dev/null 2>&1 || die "openssl pkcs12 failed"
 }
 
 launch() {
@@ -189,7 +190,8 @@ launch() {
 
 wait_node_ready() {
   local n=$1 timeout=${2:-90s}
-  local args=(ready "--brokers=127.0.0.1:$(client_port "$n")" "--node=$n" "--timeout=$timeout")
+  local args=(ready "--brokers=127.0.0.1:$(client_port "$n")" "--node=$n" "--timeout=$timeout"
+              "--pid=$(node_pid "$n")")
   if ! "$(admin_bin)" "${args[@]}"; then
     alive "$n" || echo "kafka-cluster: node $n exited; $(node_dir "$n")/out.log:" >&2
     tail -5 "$(node_dir "$n")/out.log" >&2 || true
@@ -279,8 +281,8 @@ start_all() {
       rm -rf "$(node_dir "$i")/data"
       local scram=()
       if [[ "$sasl" == 1 ]]; then
-        scram=(--add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]'
-               --add-scram 'SCRAM-SHA-512=[name=outboxd,password=outboxd-secret]')
+        scram=(--add-scram 'SCRAM-SHA-512=[name="admin",password="admin-secret"]'
+               --add-scram 'SCRAM-SHA-512=[name="outboxd",password="outboxd-secret"]')
       fi
       # shellcheck disable=SC2046
       $(java_cmd) "-Dkafka.logs.dir=$(node_dir "$i")" kafka.tools.StorageTool format \
