@@ -1,8 +1,13 @@
-// outboxd against a Kafka that authenticates and authorizes: a SASL_SSL listener with
-// SCRAM-SHA-512 and ACLs (kafka-cluster.sh start --sasl: a self-signed certificate made with
-// openssl, users "outboxd"/"outboxd-secret" and "admin", StandardAuthorizer with no access for
-// anyone without an ACL; the PLAINTEXT listener is the unrestricted ANONYMOUS super user, which
-// the test uses to create topics and ACLs and to read back). Auto-creation is off there too.
+// outboxd against a Kafka that authenticates and authorizes: a SASL_SSL listener and ACLs
+// (kafka-cluster.sh start --sasl: a self-signed certificate made with openssl, users
+// "outboxd"/"outboxd-secret" and "admin", StandardAuthorizer with no access for anyone without
+// an ACL; the PLAINTEXT listener is the unrestricted ANONYMOUS super user, which the test uses to
+// create topics and ACLs and to read back). Auto-creation is off there too.
+//
+// The mechanism is PLAIN (over TLS), not SCRAM-SHA-512: librdkafka before 2.6.1 builds the SCRAM
+// client-final-message with the client nonce appended twice, which Kafka 4.x rejects as invalid
+// credentials (librdkafka #4895; Debian 12 ships 2.0.2). The listener offers SCRAM-SHA-512 too,
+// with the same users, for when the library is new enough: kMechanism is the one switch.
 //
 //   * the right password, given through --kafka_property: events arrive;
 //   * a wrong password: a clear error naming the broker and the fix, nothing confirmed;
@@ -28,6 +33,8 @@ namespace outboxd::test {
 namespace {
 
 using ::testing::HasSubstr;
+
+constexpr char kMechanism[] = "PLAIN";
 
 // ALLOW `operations` on topics starting with `prefix` for User:outboxd, through the
 // unrestricted PLAINTEXT listener.
@@ -96,7 +103,7 @@ class AuthTest : public ::testing::Test {
     std::vector<std::string> args = {
         "--brokers=" + sasl_brokers_,
         "--kafka_property=security.protocol=SASL_SSL",
-        "--kafka_property=sasl.mechanisms=SCRAM-SHA-512",
+        absl::StrCat("--kafka_property=sasl.mechanisms=", kMechanism),
         "--kafka_property=sasl.username=outboxd",
         "--kafka_property=sasl.password=" + password,
         "--kafka_property=ssl.ca.location=" + ca_,
@@ -111,7 +118,7 @@ class AuthTest : public ::testing::Test {
   std::string sasl_brokers_, ca_, prefix_;
 };
 
-TEST_F(AuthTest, ScramOverTlsDelivers) {
+TEST_F(AuthTest, SaslOverTlsDelivers) {
   ASSERT_OK(AllowTopicPrefix(env_.Brokers(), prefix_,
                              {RD_KAFKA_ACL_OPERATION_WRITE, RD_KAFKA_ACL_OPERATION_DESCRIBE}));
   auto relay = StartSaslRelay("outboxd-secret");

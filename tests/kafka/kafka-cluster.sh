@@ -37,8 +37,10 @@
 # Every node is a combined broker+controller (process.roles=broker,controller), formatted with
 # `kafka.tools.StorageTool format` and a static controller.quorum.voters naming all N nodes with
 # one cluster id (a single node is a quorum of one). Client listener PLAINTEXT, controller
-# listener CONTROLLER, optional SASL_SSL (SCRAM-SHA-512, user "outboxd"/"outboxd-secret" and an
-# admin user "admin"/"admin-secret" added at format time, a self-signed certificate made here
+# listener CONTROLLER, optional SASL_SSL (SCRAM-SHA-512 and PLAIN, user "outboxd"/"outboxd-secret"
+# and an admin user "admin"/"admin-secret"; SCRAM credentials are added at format time, but
+# librdkafka before 2.6.1 cannot do SCRAM with Kafka 4.x (#4895), so the C++ tests use PLAIN over
+# TLS; a self-signed certificate made here
 # with openssl; ACLs are enforced on it: StandardAuthorizer, super user "User:admin" and
 # "User:ANONYMOUS" so the PLAINTEXT listener and the controllers stay unrestricted).
 #
@@ -152,8 +154,9 @@ share.coordinator.state.topic.min.isr=$isr
 EOF
   if [[ "$sasl" == 1 ]]; then
     cat >>"$(node_dir "$n")/server.properties" <<EOF
-sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-secret" user_outboxd="outboxd-secret";
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$DIR/tls/broker.p12
 ssl.keystore.password=broker-key
