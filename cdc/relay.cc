@@ -34,7 +34,8 @@ Relay::Relay(RelayOptions options, EventSink::Factory sink_factory, stats::Relay
     : options_(std::move(options)),
       sink_factory_(std::move(sink_factory)),
       decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source),
-      stats_(stats != nullptr ? stats : &own_stats_) {
+      stats_(stats != nullptr ? stats : &own_stats_),
+      topic_tags_(options_.topic_prefix) {
   if (pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     stop_pipe_[0] = stop_pipe_[1] = -1;  // Stop() still sets the flag; waits end within a second.
   }
@@ -349,9 +350,12 @@ absl::Status Relay::HandleData(const StreamItem& item) {
   if (!tracker_.InTransaction()) {
     return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
   }
-  event_.ticket = tracker_.AddEvent();
-  pending_ = true;
   decoder::DecodedEvent& ev = event_.decoded;
+  // Only a transaction's first event names its topic: nothing more per event.
+  event_.ticket = tracker_.AddEvent(tracker_.OpenTransactionHasEvents()
+                                        ? 0
+                                        : topic_tags_.Tag(ev.topic_override, ev.event.aggregate_type()));
+  pending_ = true;
   if (!ev.dead_letter_reason.empty()) {
     if (options_.stop_on_poison) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -397,6 +401,10 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
 void Relay::PublishGauges() {
   stats_->events_in_flight.store(tracker_.EventsInFlight());
   stats_->oldest_unacked_commit_unix_micros.store(tracker_.OldestUnackedCommitTime());
+  if (const uint32_t tag = tracker_.OldestUnackedTag(); tag != published_topic_tag_) {
+    stats_->set_oldest_unacked_topic(std::string(topic_tags_.Name(tag)));
+    published_topic_tag_ = tag;
+  }
   stats_->events_dead_lettered.store(dead_lettered_ + dead_lettered_by_old_sinks_ +
                                      (sink_ ? sink_->DeadLettered() : 0));
   if (sink_) stats_->kafka_reachable.store(sink_->Reachable());

@@ -18,8 +18,9 @@ packages=(
   iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose
   # ctest -L ops: promtool checks and tests the alerting rules (the package also brings the
-  # Prometheus server, which nothing here starts).
-  prometheus
+  # Prometheus server, which nothing here starts); the Kubernetes API's types check the
+  # manifests (tests/ops/check_kubernetes.py, run by /usr/bin/python3).
+  prometheus python3-yaml python3-kubernetes
 )
 
 missing=()
