@@ -255,7 +255,9 @@ TEST_F(RelayTest, SilentServerIsAskedForAReplyAndLeftWithoutOne) {
   ASSERT_FALSE(statuses.empty());
   for (const auto& s : statuses) {
     // Times on the relay's own clock: the first update goes out as the session starts.
-    if (s.reply_requested) EXPECT_GE(s.at - statuses.front().at, absl::Milliseconds(280));
+    if (s.reply_requested) {
+      EXPECT_GE(s.at - statuses.front().at, absl::Milliseconds(280));
+    }
   }
   EXPECT_EQ(ReplyRequests(1), 1);  // asked once, not on every status update
   EXPECT_EQ(server_->sessions(), 1);
