@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <thread>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
 #include "outboxd/pg_time.h"
@@ -151,6 +155,34 @@ absl::Status Relay::Run(Lsn start) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<ReplicationStream>> Relay::OpenStream(const StreamOptions& options) {
+  // The connect runs on a thread of its own: to a black-holed server it
+  // blocks until the connect timeout (PGCONNECT_TIMEOUT, 10 s by default;
+  // libpq's own per-host timeout and multi-host fallback work only in its
+  // blocking connect), and Stop() must not wait for that. The thread shares
+  // nothing with the relay but this attempt: when the relay stops first, it
+  // closes what it opened and ends by itself.
+  struct Attempt {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::StatusOr<std::unique_ptr<ReplicationStream>> result ABSL_GUARDED_BY(mu);
+  };
+  auto attempt = std::make_shared<Attempt>();
+  ReplicationStream::Factory connect = options_.connect ? options_.connect : PgReplicationStream::Connect;
+  std::thread([attempt, connect = std::move(connect), options] {
+    auto result = connect(options);
+    absl::MutexLock lock(&attempt->mu);
+    attempt->result = std::move(result);
+    attempt->done = true;
+  }).detach();
+  absl::MutexLock lock(&attempt->mu);
+  while (!attempt->done) {
+    if (stop_.load()) return nullptr;  // the attempt's stream, if any, closes on its thread
+    attempt->mu.AwaitWithTimeout(absl::Condition(&attempt->done), absl::Milliseconds(50));
+  }
+  return std::move(attempt->result);
+}
+
 absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   // A pending event belongs to a transaction the server will send again whole.
   if (pending_) {
@@ -161,9 +193,9 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                                      .slot = options_.outbox.slot,
                                      .publication = options_.outbox.publication,
                                      .messages = options_.outbox.source.messages};
-  auto connected = options_.connect ? options_.connect(stream_options)
-                                    : PgReplicationStream::Connect(stream_options);
+  auto connected = OpenStream(stream_options);
   if (!connected.ok()) return connected.status();
+  if (*connected == nullptr) return SessionEnd::kStopped;
   ReplicationStream& stream = **connected;
   // Another relay may have confirmed more while this one waited as a standby.
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
