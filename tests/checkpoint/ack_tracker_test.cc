@@ -35,6 +35,27 @@ TEST(AckTrackerTest, CommittedTransactionConfirmsOnlyAfterAllEventsAcked) {
   EXPECT_EQ(tracker.EventsInFlight(), 0u);
 }
 
+TEST(AckTrackerTest, OldestUnackedTagIsTheFirstEventsOfTheOldestTransactionInFlight) {
+  AckTracker tracker;
+  EXPECT_EQ(tracker.OldestUnackedTag(), 0u);
+  tracker.BeginTransaction();
+  EXPECT_FALSE(tracker.OpenTransactionHasEvents());
+  Ticket a = tracker.AddEvent(/*tag=*/7);
+  EXPECT_TRUE(tracker.OpenTransactionHasEvents());
+  tracker.AddEvent(/*tag=*/8);  // not the transaction's first event: ignored
+  tracker.CommitTransaction(Lsn(200));
+  tracker.BeginTransaction();
+  Ticket b = tracker.AddEvent(/*tag=*/9);
+  tracker.CommitTransaction(Lsn(300));
+  EXPECT_EQ(tracker.OldestUnackedTag(), 7u);
+  tracker.Ack(a);  // a ticket names the transaction: one Ack per event
+  EXPECT_EQ(tracker.OldestUnackedTag(), 7u);  // one of its events is still in flight
+  tracker.Ack(a);
+  EXPECT_EQ(tracker.OldestUnackedTag(), 9u);
+  tracker.Ack(b);
+  EXPECT_EQ(tracker.OldestUnackedTag(), 0u);
+}
+
 TEST(AckTrackerTest, AckBeforeCommitStillWaitsForCommit) {
   AckTracker tracker;
   tracker.BeginTransaction();
