@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "sink/rdkafka_util.h"
 #include "sink/record.h"
 
@@ -161,13 +162,13 @@ absl::StatusOr<std::unique_ptr<KafkaSink>> RdKafkaSink::Create(const SinkConfig&
   }
   // Not make_unique: the constructor is private to force Create().
   std::unique_ptr<RdKafkaSink> sink(new RdKafkaSink(config, std::move(on_delivery)));
-  if (absl::Status st = sink->Init(); !st.ok()) return st;
+  RETURN_IF_ERROR(sink->Init());
   return std::unique_ptr<KafkaSink>(std::move(sink));
 }
 
 absl::Status RdKafkaSink::Init() {
   ConfPtr conf(rd_kafka_conf_new());
-  if (absl::Status st = ApplyProducerProperties(conf.get(), config_, {}); !st.ok()) return st;
+  RETURN_IF_ERROR(ApplyProducerProperties(conf.get(), config_, {}));
   std::array<char, 512> errstr{};
   std::array<char, 64> max_bytes{};
   size_t max_bytes_size = max_bytes.size();
@@ -190,9 +191,8 @@ absl::Status RdKafkaSink::Init() {
   conf.release();  // rd_kafka_new() owns it now.
   producer_ = ProducerHandle(rk);
 
-  auto wakeup = WakeupPipe::Attach(rk);
-  if (!wakeup.ok()) return wakeup.status();
-  wakeup_ = std::move(*wakeup);
+  ASSIGN_OR_RETURN(auto wakeup, WakeupPipe::Attach(rk));
+  wakeup_ = std::move(wakeup);
   return absl::OkStatus();
 }
 

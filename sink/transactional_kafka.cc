@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "sink/rdkafka_util.h"
 
 namespace outboxd::sink {
@@ -82,9 +83,8 @@ class RdKafkaTransactional final : public TransactionalKafka {
     }
     conf.release();
     producer_ = ProducerHandle(rk);
-    auto wakeup = WakeupPipe::Attach(rk);
-    if (!wakeup.ok()) return wakeup.status();
-    wakeup_ = std::move(*wakeup);
+    ASSIGN_OR_RETURN(auto wakeup, WakeupPipe::Attach(rk));
+    wakeup_ = std::move(wakeup);
     return absl::OkStatus();
   }
 
@@ -147,7 +147,7 @@ class RdKafkaTransactional final : public TransactionalKafka {
   }
 
   absl::Status CommitTransaction() override {
-    if (absl::Status flushed = FlushTransaction(); !flushed.ok()) return flushed;
+    RETURN_IF_ERROR(FlushTransaction());
     return TxnStatus(ErrorPtr(rd_kafka_commit_transaction(producer_.get(), kTransactionTimeoutMs)),
                      "committing the Kafka transaction");
   }
@@ -268,7 +268,7 @@ absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
         "no Kafka brokers given: pass --brokers=HOST:PORT[,...] or set OUTBOXD_BROKERS");
   }
   auto kafka = std::make_unique<RdKafkaTransactional>(config);
-  if (absl::Status s = kafka->Init(transactional_id); !s.ok()) return s;
+  RETURN_IF_ERROR(kafka->Init(transactional_id));
   return std::unique_ptr<TransactionalKafka>(std::move(kafka));
 }
 

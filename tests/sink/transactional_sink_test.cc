@@ -2,6 +2,7 @@
 // transactions: commit makes records visible to read_committed readers, abort
 // discards them, and a new producer with the same transactional id aborts the
 // old one's open transaction and fences it.
+#include "outboxd/status_macros.h"
 #include "sink/transactional_sink.h"
 
 #include <map>
@@ -78,7 +79,7 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status BeginTransaction() override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     transaction_ = model_->next_transaction++;
     model_->open_transaction[id_] = transaction_;
     sent_in_transaction_ = 0;
@@ -86,7 +87,7 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status Send(const Record& record) override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     if (sent_in_transaction_ >= model_->queue_limit) return absl::ResourceExhaustedError("full");
     ++sent_in_transaction_;
     model_->log.push_back({record, id_, transaction_, KafkaModel::State::kOpen});
@@ -102,7 +103,7 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status CommitTransaction() override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     if (model_->reject_next_commit) {
       model_->reject_next_commit = false;
       return absl::FailedPreconditionError("MSG_SIZE_TOO_LARGE: injected");
