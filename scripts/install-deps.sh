@@ -15,6 +15,9 @@ packages=(
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15
   docker-compose
+  # ctest -L ops: promtool checks and tests the alerting rules (the package also brings the
+  # Prometheus server, which nothing here starts).
+  prometheus
 )
 
 missing=()
