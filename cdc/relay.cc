@@ -129,7 +129,7 @@ absl::Status Relay::Run(Lsn start) {
       waiting_as_standby = true;
       if (!WaitUnlessStopped(absl::Seconds(1))) break;
       continue;
-    } else if (!absl::IsUnavailable(end.status())) {
+    } else if (!absl::IsUnavailable(end.status()) || StopsTheRelay(end.status())) {
       return end.status();
     } else {
       LogWarning(absl::StrCat(end.status().message(), "; retrying in ", absl::FormatDuration(backoff)));
@@ -195,7 +195,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   while (true) {
     if (stop_.load()) return Shutdown(stream, received);
     sink_->Poll(0);
-    if (absl::IsFailedPrecondition(delivery_failure_)) return delivery_failure_;  // poison: stop
+    if (StopsTheRelay(delivery_failure_)) return delivery_failure_;  // poison, dead letters fail: stop
     if (!delivery_failure_.ok()) return SessionEnd::kRewind;
 
     bool blocked = false;

@@ -36,7 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "cdc/event_sink.h"
+#include "outboxd/event_sink.h"
 #include "stats/relay_stats.h"
 #include "cdc/replication_stream.h"
 #include "cdc/setup.h"
