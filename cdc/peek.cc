@@ -22,7 +22,7 @@ absl::Status Peek(const PeekOptions& options, std::ostream& out, const std::atom
     stream_options.slot = absl::StrCat("outboxd_peek_", getpid());
     stream_options.temporary_slot = true;
   }
-  ASSIGN_OR_RETURN(auto connected, ReplicationStream::Connect(stream_options));
+  ASSIGN_OR_RETURN(auto connected, PgReplicationStream::Connect(stream_options));
   ReplicationStream& stream = *connected;
   decoder::PgOutputParser parser(PgOutputProtocolFor(stream.server_version_num()));
   if (absl::Status s = stream.StartReplication(Lsn(), parser.protocol_version()); !s.ok()) {
