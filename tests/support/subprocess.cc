@@ -14,12 +14,13 @@
 #include <sstream>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "outboxd/status_macros.h"
 #include "tests/support/wait.h"
 
 extern char** environ;
@@ -130,7 +131,7 @@ void AddTestListenFlags(std::vector<std::string>& argv, const EnvVars& extra_env
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(std::vector<std::string> argv,
                                                               EnvVars extra_env) {
   if (argv.empty()) return absl::InvalidArgumentError("Subprocess::Start: empty argv");
-  if (absl::Status s = CheckListenFlags(argv, extra_env); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckListenFlags(argv, extra_env));
 
   // Everything the child needs is built before fork: between fork and exec in a multi-threaded
   // process (librdkafka has threads) only async-signal-safe calls are allowed, so no malloc.
@@ -151,12 +152,11 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(std::vector<std::s
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
 
-  absl::StatusOr<std::pair<std::string, int>> out = MakeOutputFile("stdout");
-  if (!out.ok()) return out.status();
+  ASSIGN_OR_RETURN(auto out, MakeOutputFile("stdout"));
   absl::StatusOr<std::pair<std::string, int>> err = MakeOutputFile("stderr");
   if (!err.ok()) {
-    close(out->second);
-    unlink(out->first.c_str());
+    close(out.second);
+    unlink(out.first.c_str());
     return err.status();
   }
   const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -165,22 +165,22 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(std::vector<std::s
   if (pid == 0) {
     // dup2 clears O_CLOEXEC on the new descriptors, so only 0, 1, 2 survive exec.
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    dup2(out->second, STDOUT_FILENO);
+    dup2(out.second, STDOUT_FILENO);
     dup2(err->second, STDERR_FILENO);
     execve(program.c_str(), args.data(), envp.data());
     _exit(127);
   }
   const int fork_errno = errno;
-  close(out->second);
+  close(out.second);
   close(err->second);
   if (null_fd >= 0) close(null_fd);
   if (pid < 0) {
-    unlink(out->first.c_str());
+    unlink(out.first.c_str());
     unlink(err->first.c_str());
     errno = fork_errno;
     return ErrnoError("fork");
   }
-  return std::unique_ptr<Subprocess>(new Subprocess(pid, out->first, err->first));
+  return std::unique_ptr<Subprocess>(new Subprocess(pid, out.first, err->first));
 }
 
 Subprocess::~Subprocess() {
