@@ -116,6 +116,8 @@ class Relay {
 
   absl::Status MakeSink();
   absl::StatusOr<SessionEnd> RunSession();
+  // Opens a replication session; nullptr when Stop() came first.
+  absl::StatusOr<std::unique_ptr<ReplicationStream>> OpenStream(const StreamOptions& options);
   // Decodes one pgoutput message. Sets pending_ when the sink is full.
   absl::Status HandleData(const StreamItem& item);
   // Hands the pending event to the sink; false while the sink is full.
