@@ -61,10 +61,18 @@ void Relay::Stop(bool stop) {
 bool Relay::WaitUnlessStopped(absl::Duration d) {
   const absl::Time deadline = absl::Now() + d;
   while (!stop_.load()) {
+    // The sink goes on meanwhile: delivery reports, and an exactly-once sink
+    // ending the Kafka transaction the lost stream left open.
+    if (sink_) sink_->Poll(0);
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return true;
-    pollfd fd{stop_pipe_[0], POLLIN, 0};
-    poll(&fd, stop_pipe_[0] >= 0 ? 1 : 0, ToPollTimeout(left));
+    pollfd fds[2] = {{stop_pipe_[0], POLLIN, 0}, {sink_ ? sink_->wakeup_fd() : -1, POLLIN, 0}};
+    if (poll(fds, 2, ToPollTimeout(std::min(left, absl::Milliseconds(100)))) > 0 &&
+        (fds[0].revents & POLLIN)) {
+      char drain[16];  // a wake-up (Resume) must not turn this wait into a spin
+      while (read(stop_pipe_[0], drain, sizeof drain) > 0) {
+      }
+    }
   }
   return false;
 }
@@ -229,6 +237,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   auto reconnect = [&](const absl::Status& why) {
     LogWarning(absl::StrCat(why.message(), "; reconnecting"));
     tracker_.AbandonOpenTransaction();
+    sink_->StreamLost();
     return SessionEnd::kReconnect;
   };
 
@@ -386,10 +395,21 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
     LogInfo(absl::StrCat("stopping: waiting up to ", absl::FormatDuration(options_.shutdown_flush_timeout),
                          " for ", in_flight, " events in flight to Kafka"));
   }
-  // Delivery reports are served inside Flush(), so the tracker is up to date after it.
-  if (absl::Status s = sink_->Flush(options_.shutdown_flush_timeout); !s.ok()) {
-    LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (", s.message(),
-                            "); they are not confirmed and will be sent again on the next start"));
+  // Delivery reports are served inside Flush(), so the tracker is up to date
+  // after it. In slices, with a status update after each, so the walsender
+  // does not give up on a silent client (wal_sender_timeout) while Kafka is away.
+  const absl::Time deadline = absl::Now() + options_.shutdown_flush_timeout;
+  while (true) {
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    absl::Status s = sink_->Flush(std::min(left, absl::Milliseconds(100)));
+    if (s.ok()) break;
+    if (left <= absl::ZeroDuration()) {
+      LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (",
+                              s.message(), "); they are not confirmed and will be sent again on "
+                              "the next start"));
+      break;
+    }
+    if (absl::Status sent = stream.SendStatus(received, tracker_.SafeLsn()); !sent.ok()) break;
   }
   if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
     LogWarning(absl::StrCat("final status update not sent: ", s.message()));
