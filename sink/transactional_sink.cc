@@ -40,7 +40,9 @@ TransactionalSink::~TransactionalSink() {
 absl::Status TransactionalSink::Recover() {
   // Fence first: an older producer's open transaction is aborted, so the
   // checkpoint read below cannot be overtaken by a zombie's late commit.
+  const absl::Time started = absl::Now();
   if (absl::Status s = kafka_->InitTransactions(); !s.ok()) return s;
+  const absl::Time fenced = absl::Now();
   auto last = kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot);
   if (!last.ok()) return last.status();
   if (last->has_value()) {
@@ -54,7 +56,10 @@ absl::Status TransactionalSink::Recover() {
   }
   LogInfo(absl::StrCat("exactly-once: last committed checkpoint for slot ", config_.slot, " in ",
                        config_.checkpoint_topic, ": ",
-                       recovered_.valid() ? recovered_.ToString() : std::string("none")));
+                       recovered_.valid() ? recovered_.ToString() : std::string("none"),
+                       " (fenced in ", absl::FormatDuration(absl::Trunc(fenced - started, absl::Milliseconds(1))),
+                       ", read in ", absl::FormatDuration(absl::Trunc(absl::Now() - fenced, absl::Milliseconds(1))),
+                       ")"));
   return absl::OkStatus();
 }
 
