@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "outboxd/status_macros.h"
 #include "tests/support/wait.h"
 
 extern char** environ;
@@ -78,12 +79,11 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
 
-  absl::StatusOr<std::pair<std::string, int>> out = MakeOutputFile("stdout");
-  if (!out.ok()) return out.status();
+  ASSIGN_OR_RETURN(auto out, MakeOutputFile("stdout"));
   absl::StatusOr<std::pair<std::string, int>> err = MakeOutputFile("stderr");
   if (!err.ok()) {
-    close(out->second);
-    unlink(out->first.c_str());
+    close(out.second);
+    unlink(out.first.c_str());
     return err.status();
   }
   const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -92,22 +92,22 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   if (pid == 0) {
     // dup2 clears O_CLOEXEC on the new descriptors, so only 0, 1, 2 survive exec.
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    dup2(out->second, STDOUT_FILENO);
+    dup2(out.second, STDOUT_FILENO);
     dup2(err->second, STDERR_FILENO);
     execve(program.c_str(), args.data(), envp.data());
     _exit(127);
   }
   const int fork_errno = errno;
-  close(out->second);
+  close(out.second);
   close(err->second);
   if (null_fd >= 0) close(null_fd);
   if (pid < 0) {
-    unlink(out->first.c_str());
+    unlink(out.first.c_str());
     unlink(err->first.c_str());
     errno = fork_errno;
     return ErrnoError("fork");
   }
-  return std::unique_ptr<Subprocess>(new Subprocess(pid, out->first, err->first));
+  return std::unique_ptr<Subprocess>(new Subprocess(pid, out.first, err->first));
 }
 
 Subprocess::~Subprocess() {
