@@ -155,12 +155,15 @@ class RelayEnv {
       std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {},
       absl::Duration timeout = absl::Seconds(30)) {
     args.insert(args.begin(), BinaryPath("outboxd"));
+    AddTestListenFlags(args, env);  // `run`: never the default admin/metrics ports
     ASSIGN_OR_RETURN(auto p, Subprocess::Start(std::move(args), std::move(env)));
     ASSIGN_OR_RETURN(auto code, p->Wait(timeout));
     return std::make_pair(code, p->Stderr() + p->Stdout());
   }
 
-  // `outboxd run` in the background, pointed at this environment.
+  // `outboxd run` in the background, pointed at this environment. The admin API and metrics
+  // listen on free ports (127.0.0.1:0) unless `extra` says otherwise; the relay logs the
+  // addresses it bound ("admin API listening on ...", "metrics listening on http://...").
   absl::StatusOr<std::unique_ptr<Subprocess>> StartRelay(std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {BinaryPath("outboxd"), "run", "--postgres=" + pg_->ConnInfo(),
                                      "--brokers=" + Brokers(), "--linger_ms=1"};
@@ -170,6 +173,7 @@ class RelayEnv {
       args.push_back("--checkpoint_topic=" + Topic("outboxd.checkpoints"));
     }
     args.insert(args.end(), extra.begin(), extra.end());
+    AddTestListenFlags(args);
     return Subprocess::Start(std::move(args));
   }
 
