@@ -49,10 +49,12 @@ Relay::~Relay() {
   }
 }
 
-void Relay::Stop() { Stop(true); }
+void Relay::Stop() {
+  stop_.store(true);
+  WakeLoop();
+}
 
-void Relay::Stop(bool stop) {
-  if (stop) stop_.store(true);
+void Relay::WakeLoop() {
   if (stop_pipe_[1] >= 0) {
     const char byte = 1;
     [[maybe_unused]] ssize_t n = write(stop_pipe_[1], &byte, 1);
