@@ -81,6 +81,53 @@ absl::Status AllowTopicPrefix(const std::string& brokers, const std::string& pre
   return status;
 }
 
+// cleanup.policy of `topic` (DescribeConfigs through the unrestricted PLAINTEXT listener).
+absl::StatusOr<std::string> CleanupPolicy(const std::string& brokers, const std::string& topic) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof(errstr));
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return absl::InternalError(errstr);
+  }
+  rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DescribeConfigs(rk, &resource, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  absl::StatusOr<std::string> policy = absl::NotFoundError(absl::StrCat("no cleanup.policy for ", topic));
+  if (event == nullptr) {
+    policy = absl::DeadlineExceededError("DescribeConfigs");
+  } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    policy = absl::InternalError(absl::StrCat("DescribeConfigs: ", rd_kafka_event_error_string(event)));
+  } else {
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** resources =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &n);
+    for (size_t i = 0; i < n; ++i) {
+      if (rd_kafka_ConfigResource_error(resources[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        policy = absl::InternalError(absl::StrCat("DescribeConfigs ", topic, ": ",
+                                                  rd_kafka_ConfigResource_error_string(resources[i])));
+        continue;
+      }
+      size_t count = 0;
+      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(resources[i], &count);
+      for (size_t j = 0; j < count; ++j) {
+        if (std::string(rd_kafka_ConfigEntry_name(entries[j])) == "cleanup.policy") {
+          const char* value = rd_kafka_ConfigEntry_value(entries[j]);
+          policy = std::string(value == nullptr ? "" : value);
+        }
+      }
+    }
+  }
+  if (event != nullptr) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_ConfigResource_destroy(resource);
+  rd_kafka_destroy(rk);
+  return policy;
+}
+
 class AuthTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -219,6 +266,22 @@ TEST_F(AuthTest, MissingTopicWithAutoCreateOff) {
   EXPECT_THAT(*topics, ::testing::Not(::testing::Contains(env_.Topic("outbox.event.nosuch"))))
       << "auto-creation is off: nothing may create it";
   EXPECT_EQ((*relay)->Terminate(), 0) << log;
+}
+
+// Exactly-once on a cluster without auto-creation: outboxd creates its checkpoint topic, and
+// creates it compacted (only the last checkpoint per slot matters; a deleting policy would lose
+// it after retention.ms).
+TEST_F(AuthTest, CheckpointTopicIsCreatedCompacted) {
+  const std::string checkpoints = env_.Topic("outboxd.checkpoints");
+  auto relay = env_.StartRelay({"--delivery=exactly-once", "--max_backoff=1s"});
+  ASSERT_TRUE(relay.ok() && RelayEnv::WaitStreaming(**relay)) << (relay.ok() ? (*relay)->Stderr() : "");
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "Created", R"({"n": 1})"));
+  ASSERT_EQ(env_.ReadEvents("outbox.event.order", 1).size(), 1u) << (*relay)->Stderr();
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << (*relay)->Stderr();
+  auto policy = CleanupPolicy(env_.Brokers(), checkpoints);
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_EQ(*policy, "compact") << checkpoints;
+  EXPECT_EQ((*relay)->Terminate(), 0) << (*relay)->Stderr();
 }
 
 }  // namespace
