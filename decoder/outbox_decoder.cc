@@ -15,6 +15,14 @@ namespace outboxd::decoder {
 namespace {
 
 constexpr pgoutput::Oid kByteaOid = 17;
+constexpr pgoutput::Oid kJsonOid = 114;
+constexpr pgoutput::Oid kJsonbOid = 3802;
+
+v1::PayloadType PayloadTypeOf(pgoutput::Oid type) {
+  if (type == kJsonbOid || type == kJsonOid) return v1::PAYLOAD_TYPE_JSON;
+  if (type == kByteaOid) return v1::PAYLOAD_TYPE_BYTES;
+  return v1::PAYLOAD_TYPE_TEXT;  // CheckTable allows only text types besides
+}
 
 int FindColumn(const pgoutput::Relation& relation, absl::string_view name) {
   for (size_t i = 0; i < relation.columns.size(); ++i) {
@@ -121,6 +129,7 @@ void OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, Decoded
   take(map_.aggregate_id, columns_.aggregate_id, event.mutable_aggregate_id());
   take(map_.event_type, columns_.event_type, event.mutable_event_type());
 
+  event.set_payload_type(PayloadTypeOf(map_.payload_type));
   if (const pgoutput::Datum* d = Column(tuple, map_.payload); IsValue(d)) {
     std::string unescaped;
     // bytea prints as \x followed by hex; carry the bytes themselves.
@@ -185,6 +194,7 @@ DecodedEvent OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage&
     out.dead_letter_reason = "message content is not a JSON object";
     event.set_id(message.lsn.ToString());
     event.set_payload(message.content.data(), message.content.size());
+    event.set_payload_type(v1::PAYLOAD_TYPE_TEXT);
     return out;
   }
   const auto& fields = content.fields();
@@ -210,6 +220,7 @@ DecodedEvent OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage&
       out.dead_letter_reason = absl::StrCat("message content has no string \"", name, "\"; it is required");
     }
   }
+  event.set_payload_type(v1::PAYLOAD_TYPE_JSON);
   if (auto it = fields.find("payload"); it != fields.end()) {
     std::string payload;
     (void)google::protobuf::util::MessageToJsonString(it->second, &payload);

@@ -62,13 +62,32 @@ absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
   config.table = *table;
   config.publication = absl::GetFlag(FLAGS_publication);
   config.slot = absl::GetFlag(FLAGS_slot);
-  config.columns.id = absl::GetFlag(FLAGS_id_column);
-  config.columns.aggregate_type = absl::GetFlag(FLAGS_aggregate_type_column);
-  config.columns.aggregate_id = absl::GetFlag(FLAGS_aggregate_id_column);
-  config.columns.event_type = absl::GetFlag(FLAGS_event_type_column);
-  config.columns.payload = absl::GetFlag(FLAGS_payload_column);
-  config.columns.headers = absl::GetFlag(FLAGS_headers_column);
-  config.columns.topic = absl::GetFlag(FLAGS_topic_column);
+  const std::string layout = absl::GetFlag(FLAGS_table_layout);
+  if (layout != "outboxd" && layout != "debezium") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--table_layout='", layout, "' is not valid; use outboxd or debezium"));
+  }
+  // A layout names every column; a column flag given as well wins over it.
+  struct Column {
+    const absl::Flag<std::string>& flag;
+    const char* name;
+    std::string* field;
+    const char* debezium;
+  };
+  const Column columns[] = {
+      {FLAGS_id_column, "id_column", &config.columns.id, "id"},
+      {FLAGS_aggregate_type_column, "aggregate_type_column", &config.columns.aggregate_type, "aggregatetype"},
+      {FLAGS_aggregate_id_column, "aggregate_id_column", &config.columns.aggregate_id, "aggregateid"},
+      {FLAGS_event_type_column, "event_type_column", &config.columns.event_type, "type"},
+      {FLAGS_payload_column, "payload_column", &config.columns.payload, "payload"},
+      {FLAGS_headers_column, "headers_column", &config.columns.headers, ""},
+      {FLAGS_topic_column, "topic_column", &config.columns.topic, ""},
+  };
+  config.layout = layout == "debezium" ? outboxd::cdc::TableLayout::kDebezium : outboxd::cdc::TableLayout::kOutboxd;
+  for (const Column& c : columns) {
+    *c.field = config.layout == outboxd::cdc::TableLayout::kDebezium && !FlagGiven(c.name) ? c.debezium
+                                                                                        : absl::GetFlag(c.flag);
+  }
   if (absl::Status s = outboxd::cdc::ValidateSlotName(config.slot); !s.ok()) return s;
   const std::string source = absl::GetFlag(FLAGS_source);
   if (source != "table" && source != "messages" && source != "both") {
@@ -359,6 +378,11 @@ int Tail() {
   options.from_beginning = absl::GetFlag(FLAGS_from) != "end";
   options.limit = absl::GetFlag(FLAGS_limit);
   options.timeout = absl::GetFlag(FLAGS_timeout);
+  if (FlagGiven("format")) {
+    auto format = outboxd::sink::ParseFormat(absl::GetFlag(FLAGS_format));
+    if (!format.ok()) return Fail(format.status(), kExitUsage);
+    options.format = *format;
+  }
   if (options.topic.empty()) {
     return Fail(absl::InvalidArgumentError(
                     "no topic given: pass --topic=NAME, or a regex such as --topic='^outbox\\..*'"),
