@@ -43,11 +43,11 @@ bool IsSlotBusy(const absl::Status& status) {
   return absl::IsUnavailable(status) && absl::StrContains(status.message(), kSlotBusyMarker);
 }
 
-absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
+absl::StatusOr<std::unique_ptr<ReplicationStream>> PgReplicationStream::Connect(
     const StreamOptions& options) {
   auto conn = cdc::Connect(options.conninfo, ConnectionKind::kReplication);
   if (!conn.ok()) return conn.status();
-  auto stream = absl::WrapUnique(new ReplicationStream(std::move(*conn), options));
+  auto stream = absl::WrapUnique(new PgReplicationStream(std::move(*conn), options));
   PGconn* c = stream->conn_.get();
   stream->server_version_ = absl::StrCat(PQserverVersion(c) / 10000, ".", PQserverVersion(c) % 10000);
 
@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
   return stream;
 }
 
-absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version) {
+absl::Status PgReplicationStream::StartReplication(Lsn start, int protocol_version) {
   // Publication names are an identifier list inside a string literal.
   const std::string publications = QuoteIdentifier(options_.publication);
   const std::string command = absl::StrCat(
@@ -106,7 +106,7 @@ absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version
   return absl::OkStatus();
 }
 
-absl::StatusOr<StreamItem> ReplicationStream::Read() {
+absl::StatusOr<StreamItem> PgReplicationStream::Read() {
   buffer_.reset();
   char* raw = nullptr;
   const int len = PQgetCopyData(conn_.get(), &raw, /*async=*/1);
@@ -158,14 +158,14 @@ absl::StatusOr<StreamItem> ReplicationStream::Read() {
                                           std::string(1, static_cast<char>(kind)), "'"));
 }
 
-absl::Status ReplicationStream::ConsumeInput() {
+absl::Status PgReplicationStream::ConsumeInput() {
   if (PQconsumeInput(conn_.get()) == 0) {
     return absl::UnavailableError(absl::StrCat("replication connection lost: ", ConnectionMessage(conn_.get())));
   }
   return absl::OkStatus();
 }
 
-absl::Status ReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply_requested) {
+absl::Status PgReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply_requested) {
   uint8_t message[1 + 8 * 4 + 1];
   message[0] = 'r';
   PutInt64(message + 1, received.value());
@@ -181,7 +181,7 @@ absl::Status ReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply
   return absl::OkStatus();
 }
 
-void ReplicationStream::Finish() {
+void PgReplicationStream::Finish() {
   if (PQputCopyEnd(conn_.get(), nullptr) == 1) PQflush(conn_.get());
 }
 

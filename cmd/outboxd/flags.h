@@ -53,6 +53,7 @@ ABSL_DECLARE_FLAG(int, linger_ms);
 ABSL_DECLARE_FLAG(std::string, kafka_property);
 ABSL_DECLARE_FLAG(absl::Duration, status_interval);
 ABSL_DECLARE_FLAG(absl::Duration, max_backoff);
+ABSL_DECLARE_FLAG(absl::Duration, replication_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, shutdown_timeout);
 ABSL_DECLARE_FLAG(std::string, log_format);
 ABSL_DECLARE_FLAG(std::string, log_level);

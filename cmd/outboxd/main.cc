@@ -147,47 +147,6 @@ int Init() {
   return 0;
 }
 
-// KafkaSink behind cdc's EventSink: the one place that knows both.
-class KafkaEventSink : public outboxd::cdc::EventSink {
- public:
-  explicit KafkaEventSink(std::unique_ptr<outboxd::sink::KafkaSink> sink) : sink_(std::move(sink)) {}
-  absl::Status Produce(const outboxd::v1::OutboxEvent& event, absl::string_view topic_override,
-                       uint64_t ticket) override {
-    return sink_->Produce(event, topic_override, ticket);
-  }
-  void Poll(int timeout_ms) override { sink_->Poll(timeout_ms); }
-  int wakeup_fd() const override { return sink_->wakeup_fd(); }
-  absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
-  int InFlight() const override { return sink_->InFlight(); }
-  uint64_t DeadLettered() const override { return sink_->DeadLettered(); }
-  bool Reachable() const override { return sink_->BrokersReachable(); }
-
- private:
-  std::unique_ptr<outboxd::sink::KafkaSink> sink_;
-};
-
-// TransactionalSink (exactly-once) behind cdc's EventSink.
-class TransactionalEventSink : public outboxd::cdc::EventSink {
- public:
-  explicit TransactionalEventSink(std::unique_ptr<outboxd::sink::TransactionalSink> sink)
-      : sink_(std::move(sink)) {}
-  absl::Status Produce(const outboxd::v1::OutboxEvent& event, absl::string_view topic_override,
-                       uint64_t ticket) override {
-    return sink_->Produce(event, topic_override, ticket);
-  }
-  void Poll(int timeout_ms) override { sink_->Poll(timeout_ms); }
-  int wakeup_fd() const override { return sink_->wakeup_fd(); }
-  absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
-  int InFlight() const override { return sink_->InFlight(); }
-  void EndOfTransaction(outboxd::Lsn end_lsn) override { sink_->EndOfTransaction(end_lsn); }
-  void StreamIdle() override { sink_->StreamIdle(); }
-  outboxd::Lsn RecoveredPosition() const override { return sink_->RecoveredPosition(); }
-  uint64_t DeadLettered() const override { return sink_->dead_lettered(); }
-
- private:
-  std::unique_ptr<outboxd::sink::TransactionalSink> sink_;
-};
-
 std::atomic<outboxd::cdc::Relay*> g_relay{nullptr};
 std::atomic<bool> g_stop_requested{false};
 
@@ -264,8 +223,9 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers, " (", delivery, ")");
   options.status_interval = absl::GetFlag(FLAGS_status_interval);
   options.max_backoff = absl::GetFlag(FLAGS_max_backoff);
+  options.replication_timeout = absl::GetFlag(FLAGS_replication_timeout);
   options.shutdown_flush_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
-  outboxd::cdc::EventSink::Factory factory;
+  outboxd::EventSink::Factory factory;
   if (delivery == "exactly-once") {
     outboxd::sink::TransactionalConfig txn_config;
     txn_config.sink = sink_config;
@@ -276,20 +236,20 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     // One transactional id per slot: a restarted or second relay on the slot
     // fences the previous one.
     const std::string transactional_id = absl::StrCat("outboxd-", config->slot);
-    factory = [txn_config, transactional_id](outboxd::cdc::EventSink::DeliveryCallback cb)
-        -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+    factory = [txn_config, transactional_id](outboxd::EventSink::DeliveryCallback cb)
+        -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       auto kafka = outboxd::sink::MakeRdKafkaTransactional(txn_config.sink, transactional_id);
       if (!kafka.ok()) return kafka.status();
       auto sink = outboxd::sink::TransactionalSink::Create(txn_config, std::move(*kafka), std::move(cb));
       if (!sink.ok()) return sink.status();
-      return std::make_unique<TransactionalEventSink>(std::move(*sink));
+      return std::unique_ptr<outboxd::EventSink>(std::move(*sink));
     };
   } else {
-    factory = [sink_config](outboxd::cdc::EventSink::DeliveryCallback cb)
-        -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+    factory = [sink_config](outboxd::EventSink::DeliveryCallback cb)
+        -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       auto sink = outboxd::sink::KafkaSink::Create(sink_config, std::move(cb));
       if (!sink.ok()) return sink.status();
-      return std::make_unique<KafkaEventSink>(std::move(*sink));
+      return std::unique_ptr<outboxd::EventSink>(std::move(*sink));
     };
   }
   outboxd::stats::RelayStats stats;
