@@ -217,33 +217,33 @@ void AppendEventJson(const v1::OutboxEvent& event, bool include_payload, std::st
 }
 
 void EncodeEvent(const v1::OutboxEvent& event, const FormatOptions& options, bool omit_payload,
-                 EncodedRecord* out) {
-  out->key.assign(event.aggregate_id());
-  Headers& headers = out->headers;
+                 std::string* key, std::string* value, Headers* headers_out) {
+  key->assign(event.aggregate_id());
+  Headers& headers = *headers_out;
   switch (options.format) {
     case Format::kEnvelope:
       if (omit_payload) {
         v1::OutboxEvent stripped = event;
         stripped.clear_payload();
-        stripped.SerializeToString(&out->value);
+        stripped.SerializeToString(value);
       } else {
-        event.SerializeToString(&out->value);
+        event.SerializeToString(value);
       }
       break;
     case Format::kDebezium:
       // StringConverter writes the payload column's string: PostgreSQL's text
       // of it, which is what the event carries.
       if (omit_payload) {
-        out->value.clear();
+        value->clear();
       } else {
-        out->value.assign(event.payload());
+        value->assign(event.payload());
       }
       break;
     case Format::kCloudEvents: {
       if (omit_payload) {
-        out->value.clear();
+        value->clear();
       } else {
-        out->value.assign(event.payload());
+        value->assign(event.payload());
       }
       size_t n = 0;
       SetHeader(headers, n++, "ce_specversion", kSpecVersion);
@@ -265,13 +265,36 @@ void EncodeEvent(const v1::OutboxEvent& event, const FormatOptions& options, boo
       return;
     }
     case Format::kJson:
-      out->value.clear();
-      AppendEventJson(event, !omit_payload, &out->value);
+      value->clear();
+      AppendEventJson(event, !omit_payload, value);
       break;
   }
   SetHeader(headers, 0, "id", event.id());
   SetHeader(headers, 1, "event_type", event.event_type());
   AppendEventHeaders(event, 2, headers);
+}
+
+void OmitPayload(Format format, std::string* value) {
+  switch (format) {
+    case Format::kEnvelope: {
+      v1::OutboxEvent event;
+      if (!event.ParseFromString(*value)) break;
+      event.clear_payload();
+      event.SerializeToString(value);
+      return;
+    }
+    case Format::kJson: {
+      absl::StatusOr<v1::OutboxEvent> event = EventFromJson(*value);
+      if (!event.ok()) break;
+      value->clear();
+      AppendEventJson(*event, /*include_payload=*/false, value);
+      return;
+    }
+    case Format::kDebezium:
+    case Format::kCloudEvents:
+      break;  // the value is the payload
+  }
+  value->clear();
 }
 
 absl::StatusOr<v1::OutboxEvent> EventFromJson(absl::string_view value) {

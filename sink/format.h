@@ -57,11 +57,20 @@ struct EncodedRecord {
   Headers headers;
 };
 
-// Fills *out (reusing its buffers) with the event's key, value and headers in
-// options.format. omit_payload: the same record without the payload (the
+// Sets the event's key, value and headers in options.format, reusing the
+// strings' buffers. omit_payload: the same record without the payload (the
 // dead-letter copy of a record too large for Kafka).
 void EncodeEvent(const v1::OutboxEvent& event, const FormatOptions& options, bool omit_payload,
-                 EncodedRecord* out);
+                 std::string* key, std::string* value, Headers* headers);
+inline void EncodeEvent(const v1::OutboxEvent& event, const FormatOptions& options, bool omit_payload,
+                        EncodedRecord* out) {
+  EncodeEvent(event, options, omit_payload, &out->key, &out->value, &out->headers);
+}
+
+// A record value of `format` with the payload taken out, when only the record
+// is left (the broker rejected it as too large). A value that is not of the
+// format is emptied.
+void OmitPayload(Format format, std::string* value);
 
 // The event as a JSON object (the json format's value, and what `tail` prints
 // for envelope and json records): {"id", "aggregate_type", "aggregate_id",

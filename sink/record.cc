@@ -61,19 +61,10 @@ void BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
   } else {
     record->topic.assign(topic_override.data(), topic_override.size());
   }
-  record->key.assign(event.aggregate_id());
-  event.SerializeToString(&record->value);
+  EncodeEvent(event, config.format, /*omit_payload=*/false, &record->key, &record->value,
+              &record->headers);
   record->dead_letter_reason.clear();
   Headers& headers = record->headers;
-  headers.resize(2);
-  headers[0].first.assign("id");
-  headers[0].second.assign(event.id());
-  headers[1].first.assign("event_type");
-  headers[1].second.assign(event.event_type());
-  if (!event.headers().empty()) {
-    headers.insert(headers.end(), event.headers().begin(), event.headers().end());
-    std::sort(headers.begin() + 2, headers.end());
-  }
 
   if (absl::Status valid = ValidateTopicName(record->topic); !valid.ok()) {
     record->dead_letter_reason = std::string(valid.message());
@@ -93,13 +84,7 @@ Record BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_overrid
 Record DeadLetterCopy(const Record& record, absl::string_view reason, bool strip_payload,
                       const SinkConfig& config) {
   Record copy = record;
-  if (strip_payload) {
-    v1::OutboxEvent stripped;
-    if (stripped.ParseFromString(record.value)) {
-      stripped.clear_payload();
-      copy.value = stripped.SerializeAsString();
-    }
-  }
+  if (strip_payload) OmitPayload(config.format.format, &copy.value);
   copy.dead_letter_reason = std::string(reason);
   copy.headers.emplace_back(kDeadLetterReasonHeader, copy.dead_letter_reason);
   copy.headers.emplace_back(kDeadLetterOriginalTopicHeader, record.topic);

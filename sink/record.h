@@ -10,10 +10,11 @@
 //                              [&](const Record& r) { return producer.Send(r, opaque); },
 //                              &dead_lettered);
 //
-// Topic = override, else prefix + aggregate type; key = aggregate id; headers
-// "id", "event_type", then the event's headers sorted by name (a protobuf map
-// has no order; sorted, a redelivered event carries identical headers). A
-// topic Kafka would reject turns the record into its dead-letter copy.
+// Topic = override, else prefix + aggregate type; key, value and headers as
+// config.format says (sink/format.h: key = aggregate id; for the envelope,
+// headers "id", "event_type", then the event's headers sorted by name). A
+// topic Kafka would reject turns the record into its dead-letter copy, in the
+// same format, with the reason headers after the format's.
 #ifndef OUTBOXD_SINK_RECORD_H_
 #define OUTBOXD_SINK_RECORD_H_
 
@@ -26,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "outboxd/v1/event.pb.h"
+#include "sink/format.h"
 #include "sink/sink_config.h"
 
 namespace outboxd::sink {
@@ -33,7 +35,7 @@ namespace outboxd::sink {
 inline constexpr char kDeadLetterReasonHeader[] = "outboxd.dead_letter.reason";
 inline constexpr char kDeadLetterOriginalTopicHeader[] = "outboxd.dead_letter.original_topic";
 
-using Headers = std::vector<std::pair<std::string, std::string>>;
+// Headers: sink/format.h.
 
 struct Record {
   std::string topic;
@@ -57,7 +59,7 @@ void BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
 
 // The dead-letter copy of a record Kafka will not take at all (too large, or
 // rejected by the broker): to the dead-letter topic with the reason; the
-// payload is removed when size is the reason (strip_payload).
+// payload is removed (OmitPayload in config's format) when size is the reason.
 Record DeadLetterCopy(const Record& record, absl::string_view reason, bool strip_payload,
                       const SinkConfig& config);
 

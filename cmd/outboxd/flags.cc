@@ -46,8 +46,13 @@ ABSL_FLAG(std::string, headers_column, "headers", "optional jsonb column of stri
 ABSL_FLAG(std::string, topic_column, "topic", "optional column overriding the topic per row");
 // Kafka.
 ABSL_FLAG(std::string, format, "envelope",
-          "tail: read every record as this format (envelope, debezium, cloudevents or json) instead "
-          "of recognising each record's");
+          "record format: envelope (outboxd.v1.OutboxEvent), debezium (what Debezium's Outbox Event "
+          "Router writes with StringConverter), cloudevents (CloudEvents 1.0 Kafka binding, binary "
+          "mode) or json (the envelope as one JSON object); tail: read every record as this format "
+          "instead of recognising each record's");
+ABSL_FLAG(std::string, cloudevents_source, "",
+          "--format=cloudevents: ce_source of every event (default /outboxd/<database>/<schema>.<table>, "
+          "or /outboxd/<database>/message:<prefix> for messages)");
 ABSL_FLAG(std::string, topic_prefix, "outbox.event.", "topic = prefix + aggregate type");
 ABSL_FLAG(std::string, dead_letter_topic, "outbox.dead-letter",
           "where events go that cannot go where they belong (reason in headers)");
@@ -126,7 +131,7 @@ commands:
   init    create the outbox table, publication and slot (idempotent)
           --postgres [--table --publication --slot]
   run     stream outbox inserts to Kafka; confirms WAL only after Kafka acknowledges
-          --postgres --brokers [--table --publication --slot --kafka_property=k=v ...]
+          --postgres --brokers [--table --publication --slot --format --kafka_property=k=v ...]
   tail    print events from Kafka as JSON lines
           --brokers --topic [--from=beginning|end --limit=N --format=F]
   peek    print the decoded replication stream as JSON lines; confirms nothing
@@ -163,7 +168,8 @@ const std::vector<FlagGroup>& FlagGroups() {
         "headers_column", "topic_column"}},
       {"Kafka", {"run", "tail"}, {"brokers"}},
       {"Routing and producer", {"run"},
-       {"topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "kafka_property"}},
+       {"format", "cloudevents_source", "topic_prefix", "dead_letter_topic", "on_poison", "linger_ms",
+        "kafka_property"}},
       {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "transaction_max_events", "transaction_max_age"}},
       {"Behaviour", {"run"}, {"status_interval", "max_backoff", "replication_timeout", "shutdown_timeout"}},
       {"Admin API and metrics", {"run"},

@@ -35,6 +35,7 @@ ABSL_DECLARE_FLAG(std::string, source);
 ABSL_DECLARE_FLAG(std::string, message_prefix);
 ABSL_DECLARE_FLAG(std::string, table_layout);
 ABSL_DECLARE_FLAG(std::string, format);
+ABSL_DECLARE_FLAG(std::string, cloudevents_source);
 ABSL_DECLARE_FLAG(std::string, id_column);
 ABSL_DECLARE_FLAG(std::string, aggregate_type_column);
 ABSL_DECLARE_FLAG(std::string, aggregate_id_column);

@@ -116,9 +116,12 @@ absl::Status RequireBrokers() {
 // Connects and runs the checks both init and run need. Only init creates what
 // is missing (table, publication, slot): run never creates a slot, since one
 // made after a failover or a DROP would silently skip what the old one held.
-absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init) {
+// *database: the name of the database connected to (for CloudEvents' ce_source).
+absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init,
+                                             std::string* database = nullptr) {
   auto conn = outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql);
   if (!conn.ok()) return conn.status();
+  if (database != nullptr) *database = PQdb(conn->get());
   if (absl::Status s = outboxd::cdc::CheckServer(conn->get(), config); !s.ok()) return s;
   if (config.source.table) {  // a messages-only outbox has no table
     if (init) {
@@ -183,6 +186,10 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
                 kExitUsage);
   }
   sink_config.stop_on_poison = on_poison == "stop";
+  auto format = outboxd::sink::ParseFormat(absl::GetFlag(FLAGS_format));
+  if (!format.ok()) return Fail(format.status(), kExitUsage);
+  sink_config.format.format = *format;
+  sink_config.format.cloudevents_source = absl::GetFlag(FLAGS_cloudevents_source);
   for (const auto& [name, value] : kafka_properties) {
     if ((name == "message.timeout.ms" || name == "delivery.timeout.ms") && value != "0") {
       outboxd::LogWarning(absl::StrCat(
@@ -211,8 +218,10 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     return Fail(probe.status(), kExitUsage);
   }
 
-  auto confirmed = PrepareDatabase(*config, /*init=*/false);
+  std::string database;
+  auto confirmed = PrepareDatabase(*config, /*init=*/false, &database);
   if (!confirmed.ok()) return Fail(confirmed.status());
+  sink_config.format.cloudevents_source_prefix = absl::StrCat("/outboxd/", database, "/");
 
   outboxd::cdc::RelayOptions options;
   options.conninfo = absl::GetFlag(FLAGS_postgres);
