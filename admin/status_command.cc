@@ -28,7 +28,7 @@ std::string FormatStatus(const v1::Status& s) {
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"version", s.version()},
       {"uptime", Duration(s.uptime_seconds())},
-      {"state", s.paused() ? "paused" : "running"},
+      {"state", s.paused() ? "paused" : s.stalled() ? absl::StrCat("stalled: ", s.stalled_reason()) : "running"},
       {"postgres", absl::StrCat(YesNo(s.postgres_connected(), "connected", "disconnected"),
                                 s.server_version().empty() ? "" : absl::StrCat(" (PostgreSQL ", s.server_version(), ")"))},
       {"kafka", YesNo(s.kafka_reachable(), "reachable", "unreachable")},

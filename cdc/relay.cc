@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <thread>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
 #include "outboxd/pg_time.h"
@@ -30,7 +34,8 @@ Relay::Relay(RelayOptions options, EventSink::Factory sink_factory, stats::Relay
     : options_(std::move(options)),
       sink_factory_(std::move(sink_factory)),
       decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source),
-      stats_(stats != nullptr ? stats : &own_stats_) {
+      stats_(stats != nullptr ? stats : &own_stats_),
+      topic_tags_(options_.topic_prefix) {
   if (pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     stop_pipe_[0] = stop_pipe_[1] = -1;  // Stop() still sets the flag; waits end within a second.
   }
@@ -56,10 +61,18 @@ void Relay::Stop(bool stop) {
 bool Relay::WaitUnlessStopped(absl::Duration d) {
   const absl::Time deadline = absl::Now() + d;
   while (!stop_.load()) {
+    // The sink goes on meanwhile: delivery reports, and an exactly-once sink
+    // ending the Kafka transaction the lost stream left open.
+    if (sink_) sink_->Poll(0);
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return true;
-    pollfd fd{stop_pipe_[0], POLLIN, 0};
-    poll(&fd, stop_pipe_[0] >= 0 ? 1 : 0, ToPollTimeout(left));
+    pollfd fds[2] = {{stop_pipe_[0], POLLIN, 0}, {sink_ ? sink_->wakeup_fd() : -1, POLLIN, 0}};
+    if (poll(fds, 2, ToPollTimeout(std::min(left, absl::Milliseconds(100)))) > 0 &&
+        (fds[0].revents & POLLIN)) {
+      char drain[16];  // a wake-up (Resume) must not turn this wait into a spin
+      while (read(stop_pipe_[0], drain, sizeof drain) > 0) {
+      }
+    }
   }
   return false;
 }
@@ -142,6 +155,34 @@ absl::Status Relay::Run(Lsn start) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<ReplicationStream>> Relay::OpenStream(const StreamOptions& options) {
+  // The connect runs on a thread of its own: to a black-holed server it
+  // blocks until the connect timeout (PGCONNECT_TIMEOUT, 10 s by default;
+  // libpq's own per-host timeout and multi-host fallback work only in its
+  // blocking connect), and Stop() must not wait for that. The thread shares
+  // nothing with the relay but this attempt: when the relay stops first, it
+  // closes what it opened and ends by itself.
+  struct Attempt {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::StatusOr<std::unique_ptr<ReplicationStream>> result ABSL_GUARDED_BY(mu);
+  };
+  auto attempt = std::make_shared<Attempt>();
+  ReplicationStream::Factory connect = options_.connect ? options_.connect : PgReplicationStream::Connect;
+  std::thread([attempt, connect = std::move(connect), options] {
+    auto result = connect(options);
+    absl::MutexLock lock(&attempt->mu);
+    attempt->result = std::move(result);
+    attempt->done = true;
+  }).detach();
+  absl::MutexLock lock(&attempt->mu);
+  while (!attempt->done) {
+    if (stop_.load()) return nullptr;  // the attempt's stream, if any, closes on its thread
+    attempt->mu.AwaitWithTimeout(absl::Condition(&attempt->done), absl::Milliseconds(50));
+  }
+  return std::move(attempt->result);
+}
+
 absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   // A pending event belongs to a transaction the server will send again whole.
   if (pending_) {
@@ -152,9 +193,9 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                                      .slot = options_.outbox.slot,
                                      .publication = options_.outbox.publication,
                                      .messages = options_.outbox.source.messages};
-  auto connected = options_.connect ? options_.connect(stream_options)
-                                    : PgReplicationStream::Connect(stream_options);
+  auto connected = OpenStream(stream_options);
   if (!connected.ok()) return connected.status();
+  if (*connected == nullptr) return SessionEnd::kStopped;
   ReplicationStream& stream = **connected;
   // Another relay may have confirmed more while this one waited as a standby.
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
@@ -196,6 +237,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   auto reconnect = [&](const absl::Status& why) {
     LogWarning(absl::StrCat(why.message(), "; reconnecting"));
     tracker_.AbandonOpenTransaction();
+    sink_->StreamLost();
     return SessionEnd::kReconnect;
   };
 
@@ -317,9 +359,12 @@ absl::Status Relay::HandleData(const StreamItem& item) {
   if (!tracker_.InTransaction()) {
     return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
   }
-  event_.ticket = tracker_.AddEvent();
-  pending_ = true;
   decoder::DecodedEvent& ev = event_.decoded;
+  // Only a transaction's first event names its topic: nothing more per event.
+  event_.ticket = tracker_.AddEvent(tracker_.OpenTransactionHasEvents()
+                                        ? 0
+                                        : topic_tags_.Tag(ev.topic_override, ev.event.aggregate_type()));
+  pending_ = true;
   if (!ev.dead_letter_reason.empty()) {
     if (options_.stop_on_poison) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -350,10 +395,21 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
     LogInfo(absl::StrCat("stopping: waiting up to ", absl::FormatDuration(options_.shutdown_flush_timeout),
                          " for ", in_flight, " events in flight to Kafka"));
   }
-  // Delivery reports are served inside Flush(), so the tracker is up to date after it.
-  if (absl::Status s = sink_->Flush(options_.shutdown_flush_timeout); !s.ok()) {
-    LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (", s.message(),
-                            "); they are not confirmed and will be sent again on the next start"));
+  // Delivery reports are served inside Flush(), so the tracker is up to date
+  // after it. In slices, with a status update after each, so the walsender
+  // does not give up on a silent client (wal_sender_timeout) while Kafka is away.
+  const absl::Time deadline = absl::Now() + options_.shutdown_flush_timeout;
+  while (true) {
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    absl::Status s = sink_->Flush(std::min(left, absl::Milliseconds(100)));
+    if (s.ok()) break;
+    if (left <= absl::ZeroDuration()) {
+      LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (",
+                              s.message(), "); they are not confirmed and will be sent again on "
+                              "the next start"));
+      break;
+    }
+    if (absl::Status sent = stream.SendStatus(received, tracker_.SafeLsn()); !sent.ok()) break;
   }
   if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
     LogWarning(absl::StrCat("final status update not sent: ", s.message()));
@@ -365,6 +421,10 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
 void Relay::PublishGauges() {
   stats_->events_in_flight.store(tracker_.EventsInFlight());
   stats_->oldest_unacked_commit_unix_micros.store(tracker_.OldestUnackedCommitTime());
+  if (const uint32_t tag = tracker_.OldestUnackedTag(); tag != published_topic_tag_) {
+    stats_->set_oldest_unacked_topic(std::string(topic_tags_.Name(tag)));
+    published_topic_tag_ = tag;
+  }
   stats_->events_dead_lettered.store(dead_lettered_ + dead_lettered_by_old_sinks_ +
                                      (sink_ ? sink_->DeadLettered() : 0));
   if (sink_) stats_->kafka_reachable.store(sink_->Reachable());

@@ -43,6 +43,7 @@
 #include "stats/relay_stats.h"
 #include "cdc/replication_stream.h"
 #include "cdc/setup.h"
+#include "cdc/topic_tags.h"
 #include "checkpoint/ack_tracker.h"
 #include "decoder/outbox_decoder.h"
 #include "decoder/pgoutput.h"
@@ -53,6 +54,8 @@ struct RelayOptions {
   std::string conninfo;
   OutboxConfig outbox;
   std::string dead_letter_topic = "outbox.dead-letter";
+  // The sink's topic prefix, only to name topics in logs (the sink routes).
+  std::string topic_prefix = "outbox.event.";
   // --on_poison=stop: a row that cannot be routed stops the relay instead of
   // going to the dead-letter topic (the sink does the same for what Kafka rejects).
   bool stop_on_poison = false;
@@ -113,6 +116,8 @@ class Relay {
 
   absl::Status MakeSink();
   absl::StatusOr<SessionEnd> RunSession();
+  // Opens a replication session; nullptr when Stop() came first.
+  absl::StatusOr<std::unique_ptr<ReplicationStream>> OpenStream(const StreamOptions& options);
   // Decodes one pgoutput message. Sets pending_ when the sink is full.
   absl::Status HandleData(const StreamItem& item);
   // Hands the pending event to the sink; false while the sink is full.
@@ -145,6 +150,9 @@ class Relay {
   stats::RelayStats* stats_;
   uint64_t dead_lettered_ = 0;            // by the relay itself (unroutable rows)
   uint64_t dead_lettered_by_old_sinks_ = 0;  // by sinks dropped in a rewind
+  // Which topic each transaction in flight went to, for stats_->oldest_unacked_topic().
+  TopicTags topic_tags_;
+  uint32_t published_topic_tag_ = 0;
 
   std::atomic<bool> stop_{false};
   int stop_pipe_[2] = {-1, -1};

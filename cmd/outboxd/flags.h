@@ -56,6 +56,7 @@ ABSL_DECLARE_FLAG(absl::Duration, status_interval);
 ABSL_DECLARE_FLAG(absl::Duration, max_backoff);
 ABSL_DECLARE_FLAG(absl::Duration, replication_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, shutdown_timeout);
+ABSL_DECLARE_FLAG(absl::Duration, stall_timeout);
 ABSL_DECLARE_FLAG(std::string, log_format);
 ABSL_DECLARE_FLAG(std::string, log_level);
 ABSL_DECLARE_FLAG(std::string, topic);

@@ -227,6 +227,7 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   options.conninfo = absl::GetFlag(FLAGS_postgres);
   options.outbox = *config;
   options.dead_letter_topic = sink_config.dead_letter_topic;
+  options.topic_prefix = sink_config.topic_prefix;
   options.stop_on_poison = sink_config.stop_on_poison;
   options.sink_per_session = delivery == "exactly-once";
   options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers, " (", delivery, ")");
@@ -267,7 +268,8 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   outboxd::admin::StatusReporter reporter(
       &stats, {.slot = config->slot,
                .publication = config->publication,
-               .table = config->source.table ? config->table.QualifiedName() : ""});
+               .table = config->source.table ? config->table.QualifiedName() : "",
+               .stall_timeout = absl::GetFlag(FLAGS_stall_timeout)});
   std::unique_ptr<outboxd::admin::AdminServer> admin_server;
   if (!admin_options.listen.empty()) {
     auto server = outboxd::admin::AdminServer::Create(
