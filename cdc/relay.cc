@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
 #include "outboxd/pg_time.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::cdc {
 namespace {
@@ -48,10 +49,12 @@ Relay::~Relay() {
   }
 }
 
-void Relay::Stop() { Stop(true); }
+void Relay::Stop() {
+  stop_.store(true);
+  WakeLoop();
+}
 
-void Relay::Stop(bool stop) {
-  if (stop) stop_.store(true);
+void Relay::WakeLoop() {
   if (stop_pipe_[1] >= 0) {
     const char byte = 1;
     [[maybe_unused]] ssize_t n = write(stop_pipe_[1], &byte, 1);
@@ -107,7 +110,7 @@ void Relay::OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status&
 absl::Status Relay::Run(Lsn start) {
   tracker_.AdvanceConfirmed(start);
   if (!options_.sink_per_session) {
-    if (absl::Status s = MakeSink(); !s.ok()) return s;
+    RETURN_IF_ERROR(MakeSink());
   }
   absl::Duration backoff = options_.initial_backoff;
   bool waiting_as_standby = false;
@@ -122,7 +125,7 @@ absl::Status Relay::Run(Lsn start) {
       tracker_.Reset();
       pending_ = false;
       if (!options_.sink_per_session) {  // otherwise the next session makes it
-        if (absl::Status s = MakeSink(); !s.ok()) return s;
+        RETURN_IF_ERROR(MakeSink());
       }
       backoff = options_.initial_backoff;
       continue;
@@ -193,10 +196,9 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                                      .slot = options_.outbox.slot,
                                      .publication = options_.outbox.publication,
                                      .messages = options_.outbox.source.messages};
-  auto connected = OpenStream(stream_options);
-  if (!connected.ok()) return connected.status();
-  if (*connected == nullptr) return SessionEnd::kStopped;
-  ReplicationStream& stream = **connected;
+  ASSIGN_OR_RETURN(auto connected, OpenStream(stream_options));
+  if (connected == nullptr) return SessionEnd::kStopped;
+  ReplicationStream& stream = *connected;
   // Another relay may have confirmed more while this one waited as a standby.
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
   if (options_.sink_per_session) {
@@ -206,10 +208,10 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   }
   const Lsn start = tracker_.LastReceivedLsn();
   parser_ = decoder::PgOutputParser(PgOutputProtocolFor(stream.server_version_num()));
-  if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
+  RETURN_IF_ERROR(stream.StartReplication(start, parser_.protocol_version()));
   if (options_.sink_per_session) {
     // Only now that this relay holds the slot: fence, read the checkpoint.
-    if (absl::Status s = MakeSink(); !s.ok()) return s;
+    RETURN_IF_ERROR(MakeSink());
   }
   // An exactly-once sink knows from its checkpoint what Kafka already has;
   // what the server sends below it, the sink acknowledges without sending.
@@ -249,9 +251,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
 
     bool blocked = false;
     if (pending_) {
-      absl::StatusOr<bool> produced = ProducePending();
-      if (!produced.ok()) return produced.status();
-      blocked = !*produced;
+      ASSIGN_OR_RETURN(bool produced, ProducePending());
+      blocked = !produced;
     }
 
     // Paused: hold the stream like a full sink would, everything else goes on.
@@ -274,7 +275,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
         if (item->reply_requested) next_status = absl::InfinitePast();
         continue;
       }
-      if (absl::Status s = HandleData(*item); !s.ok()) return s;
+      RETURN_IF_ERROR(HandleData(*item));
       blocked = pending_;
     }
     // Complete messages may wait in libpq's buffer with nothing on the socket.
@@ -353,9 +354,8 @@ absl::Status Relay::HandleData(const StreamItem& item) {
     sink_->EndOfTransaction(commit->end_lsn);
     return absl::OkStatus();
   }
-  absl::StatusOr<bool> decoded = decoder_.Decode(*message, item.lsn, &event_.decoded);
-  if (!decoded.ok()) return decoded.status();
-  if (!*decoded) return absl::OkStatus();
+  ASSIGN_OR_RETURN(bool decoded, decoder_.Decode(*message, item.lsn, &event_.decoded));
+  if (!decoded) return absl::OkStatus();
   if (!tracker_.InTransaction()) {
     return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "sink/producer.h"
 #include "sink/rdkafka_util.h"
 
@@ -63,16 +64,15 @@ class RdKafkaTransactional final : public TransactionalKafka {
   ~RdKafkaTransactional() override { producer_.reset(); }
 
   absl::Status Init(absl::string_view transactional_id) {
-    auto producer = Producer::Create(
+    ASSIGN_OR_RETURN(auto producer, Producer::Create(
         config_,
         {{"transactional.id", std::string(transactional_id)},
          {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)},
          // Bounded by the transaction timeout; a timed-out record aborts
          // its transaction, which readers never see, so order holds.
          {"message.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}},
-        [this](const rd_kafka_message_t& message) { OnReport(message); });
-    if (!producer.ok()) return producer.status();
-    producer_ = std::move(*producer);
+        [this](const rd_kafka_message_t& message) { OnReport(message); }));
+    producer_ = std::move(producer);
     return absl::OkStatus();
   }
 
@@ -233,7 +233,7 @@ absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitt
 absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
     const SinkConfig& config, absl::string_view transactional_id) {
   auto kafka = std::make_unique<RdKafkaTransactional>(config);
-  if (absl::Status s = kafka->Init(transactional_id); !s.ok()) return s;
+  RETURN_IF_ERROR(kafka->Init(transactional_id));
   return std::unique_ptr<TransactionalKafka>(std::move(kafka));
 }
 

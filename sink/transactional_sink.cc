@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/checkpoint.pb.h"
 #include "sink/record.h"
 
@@ -19,7 +20,7 @@ absl::StatusOr<std::unique_ptr<TransactionalSink>> TransactionalSink::Create(
   }
   std::unique_ptr<TransactionalSink> sink(
       new TransactionalSink(std::move(config), std::move(kafka), std::move(on_delivery), std::move(clock)));
-  if (absl::Status s = sink->Recover(); !s.ok()) return s;
+  RETURN_IF_ERROR(sink->Recover());
   return sink;
 }
 
@@ -40,12 +41,11 @@ TransactionalSink::~TransactionalSink() {
 absl::Status TransactionalSink::Recover() {
   // Fence first: an older producer's open transaction is aborted, so the
   // checkpoint read below cannot be overtaken by a zombie's late commit.
-  if (absl::Status s = kafka_->InitTransactions(); !s.ok()) return s;
-  auto last = kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot);
-  if (!last.ok()) return last.status();
-  if (last->has_value()) {
+  RETURN_IF_ERROR(kafka_->InitTransactions());
+  ASSIGN_OR_RETURN(auto last, kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot));
+  if (last.has_value()) {
     v1::Checkpoint checkpoint;
-    if (!checkpoint.ParseFromString(**last) || checkpoint.slot() != config_.slot) {
+    if (!checkpoint.ParseFromString(*last) || checkpoint.slot() != config_.slot) {
       return absl::DataLossError(absl::StrCat(
           "the last record for slot ", config_.slot, " in ", config_.checkpoint_topic,
           " is not an outboxd checkpoint; point --checkpoint_topic at outboxd's own topic"));
@@ -69,7 +69,7 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
   // Poll() takes the commit or abort on; the relay offers this event again.
   if (Finishing()) return absl::ResourceExhaustedError("a Kafka transaction is being completed");
   if (phase_ == Phase::kNone) {
-    if (absl::Status s = kafka_->BeginTransaction(); !s.ok()) return s;
+    RETURN_IF_ERROR(kafka_->BeginTransaction());
     phase_ = Phase::kOpen;
     opened_at_ = clock_();
   }

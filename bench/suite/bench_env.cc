@@ -31,7 +31,11 @@ std::vector<std::string> OutboxdArgv(const Env& env, int linger_ms) {
                                    "--postgres=" + env.conninfo,
                                    "--brokers=" + env.brokers,
                                    absl::StrCat("--linger_ms=", linger_ms),
-                                   "--shutdown_timeout=5s"};
+                                   "--shutdown_timeout=5s",
+                                   // Servers up as a user runs them, on free ports: the default
+                                   // ones may be a developer's relay (make test runs --quick).
+                                   "--admin_listen=127.0.0.1:0",
+                                   "--metrics_listen=127.0.0.1:0"};
   for (const std::string& arg : absl::GetFlag(FLAGS_relay_args)) argv.push_back(arg);
   return argv;
 }

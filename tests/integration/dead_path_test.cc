@@ -39,6 +39,7 @@
 #include "cdc/pg_connection.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "outboxd/status_macros.h"
 #include "pq/handles.h"
 #include "tests/integration/relay_env.h"
 
@@ -72,11 +73,9 @@ absl::Status EnterOwnNetworkNamespace() {
 
 // Runs a command to completion: its exit code and output.
 absl::StatusOr<std::pair<int, std::string>> Run(std::vector<std::string> argv) {
-  auto p = Subprocess::Start(std::move(argv));
-  if (!p.ok()) return p.status();
-  auto code = (*p)->Wait(absl::Seconds(30));
-  if (!code.ok()) return code.status();
-  return std::make_pair(*code, (*p)->Stderr() + (*p)->Stdout());
+  ASSIGN_OR_RETURN(auto p, Subprocess::Start(std::move(argv)));
+  ASSIGN_OR_RETURN(auto code, p->Wait(absl::Seconds(30)));
+  return std::make_pair(code, p->Stderr() + p->Stdout());
 }
 
 // iptables DROP of TCP to and from one loopback port while it lives.
@@ -85,10 +84,9 @@ class BlackHole {
   static absl::StatusOr<std::unique_ptr<BlackHole>> Start(int port) {
     auto hole = std::unique_ptr<BlackHole>(new BlackHole(port));
     for (const char* direction : {"--dport", "--sport"}) {
-      auto r = Run(hole->Rule("-I", direction));
-      if (!r.ok()) return r.status();
-      if (r->first != 0) {
-        return absl::InternalError(absl::StrCat("iptables failed (", r->first, "): ", r->second,
+      ASSIGN_OR_RETURN(auto r, Run(hole->Rule("-I", direction)));
+      if (r.first != 0) {
+        return absl::InternalError(absl::StrCat("iptables failed (", r.first, "): ", r.second,
                                                 " (scripts/install-deps.sh installs iptables)"));
       }
       hole->added_.push_back(direction);

@@ -2,6 +2,7 @@
 // transactions: commit makes records visible to read_committed readers, abort
 // discards them, and a new producer with the same transactional id aborts the
 // old one's open transaction and fences it.
+#include "outboxd/status_macros.h"
 #include "sink/transactional_sink.h"
 
 #include <map>
@@ -81,7 +82,7 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status BeginTransaction() override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     transaction_ = model_->next_transaction++;
     model_->open_transaction[id_] = transaction_;
     sent_in_transaction_ = 0;
@@ -89,7 +90,7 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status Send(const Record& record) override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     if (sent_in_transaction_ >= model_->queue_limit) return absl::ResourceExhaustedError("full");
     ++sent_in_transaction_;
     model_->log.push_back({record, id_, transaction_, KafkaModel::State::kOpen});
@@ -105,7 +106,7 @@ class ModelProducer : public TransactionalKafka {
       --model_->stalled_steps;
       return false;
     }
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     return true;
   }
   absl::StatusOr<bool> CommitTransaction(absl::Duration) override {
@@ -114,7 +115,7 @@ class ModelProducer : public TransactionalKafka {
       --model_->stalled_steps;
       return false;
     }
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     if (model_->reject_next_commit) {
       model_->reject_next_commit = false;
       return absl::FailedPreconditionError("MSG_SIZE_TOO_LARGE: injected");
