@@ -23,7 +23,8 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 # Every test: unit tests and integration tests (real PostgreSQL + kafka-mock).
 test: build fuzz-build
 	./scripts/check-compose.sh
-	# Bench smoke run (~30 s): keeps the bench code from rotting; targets are not checked here.
+	# Bench smoke run (~2 min: outboxd both modes, Debezium both configs, polling and the Kafka
+	# floor for a few seconds each on real Kafka): keeps the harness from rotting; no targets.
 	./scripts/bench.sh --quick --build-dir=$(BUILD_DIR)
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
@@ -36,8 +37,10 @@ integration-test: build
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/bin
 
-# CDC-vs-polling bench suite (~10-12 min): bench/results/<date>-<host>.{md,png,tsv}.
-# `make bench BENCH_ARGS=--quick` is the 30-second smoke run that `make test` also runs.
+# Side-by-side bench on real Kafka (~20 min): outboxd, Debezium, polling, the Kafka floor and
+# bench-repl-reader: bench/results/<date>-<host>.{md,tsv}, -latency.png, -wal.png.
+# `make bench BENCH_ARGS=--quick` is the smoke run that `make test` also runs;
+# `make bench BENCH_ARGS=--mock` the earlier outboxd-vs-polling suite on kafka-mock.
 .PHONY: bench
 bench: build
 	./scripts/bench.sh --build-dir=$(BUILD_DIR) $(BENCH_ARGS)

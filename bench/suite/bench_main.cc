@@ -278,6 +278,7 @@ absl::Status Main() {
     absl::SetFlag(&FLAGS_rates, real ? "1000" : "1000,5000");
     absl::SetFlag(&FLAGS_tx_sizes, "1");
     absl::SetFlag(&FLAGS_compare_rates, "1000");
+    absl::SetFlag(&FLAGS_jvm_warmup_s, 2);
     absl::SetFlag(&FLAGS_poll_intervals_ms, "100");
     absl::SetFlag(&FLAGS_drain_events, real ? 5000 : 20000);
     absl::SetFlag(&FLAGS_memory_events, real ? 0 : 100000);

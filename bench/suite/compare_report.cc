@@ -149,8 +149,8 @@ void WriteSettings(std::ostream& md, Env& env, const std::vector<std::string>& s
     md << "- **Debezium**: Kafka Connect standalone (connect-runtime 4.3.0, the Kafka version "
           "Debezium 3.6.1.Final is built against) with debezium-connector-postgres and the "
           "Outbox Event Router from debezium-connect-plugins 3.6.1.Final, pinned in "
-          "bench/debezium/pom.xml; JVM -Xmx384m -XX:+UseSerialGC; a fresh offsets file and its "
-          "own slot per run. Shared by both configurations:\n\n";
+          "bench/debezium/pom.xml; the JVM options of connect-standalone.sh (-Xms256m -Xmx2g, G1, "
+          "MaxGCPauseMillis=20); a fresh offsets file and its own slot per run. Shared by both configurations:\n\n";
     md << "| setting | value | why |\n|---|---|---|\n";
     for (const DebeziumSetting& s : DebeziumCommonSettings()) {
       md << "| `" << s.key << "` | `" << s.value << "` | " << s.why << " |\n";
@@ -211,7 +211,8 @@ void WriteCompareReport(Env& env, const std::vector<std::string>& systems,
   md << "| outboxd | " << absl::GetFlag(FLAGS_git_rev) << " |\n";
   md << "| load | " << absl::GetFlag(FLAGS_writers) << " writers, INSERT ... SELECT of N events + "
      << "COMMIT per transaction, " << absl::GetFlag(FLAGS_warmup_s) << " s warm-up + "
-     << absl::GetFlag(FLAGS_duration_s) << " s measured per run |\n";
+     << absl::GetFlag(FLAGS_duration_s) << " s measured per run (Debezium: "
+     << absl::GetFlag(FLAGS_jvm_warmup_s) << " s more warm-up for the JIT) |\n";
   md << "| mode | " << (absl::GetFlag(FLAGS_quick) ? "--quick" : "full") << ", " << Fmt(wall_s, 0)
      << " s wall |\n\n";
   WriteSettings(md, env, systems);

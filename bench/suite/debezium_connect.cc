@@ -44,11 +44,23 @@ absl::Status WriteLog4j(const std::string& path, const std::string& info_logger)
   return absl::OkStatus();
 }
 
-std::vector<std::string> JavaArgv(const std::string& heap, const std::string& classpath,
-                                  const std::string& log4j, std::vector<std::string> rest) {
-  // Serial GC: one collector thread, so a 2-core machine's CPU per event is not a GC's choice.
-  std::vector<std::string> argv = {"java", heap, "-XX:+UseSerialGC",
-                                   "-Dlog4j2.configurationFile=" + log4j, "-cp", classpath};
+// The JVM options bin/connect-standalone.sh gives Connect (KAFKA_HEAP_OPTS and
+// KAFKA_JVM_PERFORMANCE_OPTS of kafka-run-class.sh): Debezium as teams start it.
+std::vector<std::string> JavaArgv(const std::string& classpath, const std::string& log4j,
+                                  std::vector<std::string> rest) {
+  std::vector<std::string> argv = {"java",
+                                   "-Xms256m",
+                                   "-Xmx2g",
+                                   "-server",
+                                   "-XX:+UseG1GC",
+                                   "-XX:MaxGCPauseMillis=20",
+                                   "-XX:InitiatingHeapOccupancyPercent=35",
+                                   "-XX:+ExplicitGCInvokesConcurrent",
+                                   "-XX:MaxInlineLevel=15",
+                                   "-Djava.awt.headless=true",
+                                   "-Dlog4j2.configurationFile=" + log4j,
+                                   "-cp",
+                                   classpath};
   argv.insert(argv.end(), rest.begin(), rest.end());
   return argv;
 }
@@ -147,7 +159,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> StartDebezium(
   const std::string log4j = options.dir + "/log4j2.properties";
   RETURN_IF_ERROR(WriteLog4j(log4j, "org.apache.kafka.connect.runtime.Worker"));
   ASSIGN_OR_RETURN(auto connect,
-                   Subprocess::Start(JavaArgv(options.heap, options.classpath, log4j,
+                   Subprocess::Start(JavaArgv(options.classpath, log4j,
                                               {"org.apache.kafka.connect.cli.ConnectStandalone",
                                                options.dir + "/worker.properties",
                                                options.dir + "/connector.properties"})));

@@ -5,8 +5,8 @@
 //   auto connect = StartDebezium({.classpath = cp, .dir = dir, ..., .config = DebeziumTuned()},
 //                                [&] { return SlotIsActive(); });
 //
-// The heap is small (the machine has 2 cores and other work); every wait has a deadline. Used
-// from the bench's main thread only.
+// The JVM runs with connect-standalone.sh's options (-Xms256m -Xmx2g, G1); every wait has a
+// deadline. Used from the bench's main thread only.
 #ifndef OUTBOXD_BENCH_SUITE_DEBEZIUM_CONNECT_H_
 #define OUTBOXD_BENCH_SUITE_DEBEZIUM_CONNECT_H_
 
@@ -56,7 +56,6 @@ struct DebeziumOptions {
   std::string slot;         // must exist (created by the bench, so a backlog lies ahead of it)
   std::string publication;  // must exist
   DebeziumConfig config;
-  std::string heap = "-Xmx384m";
 };
 
 // Starts ConnectStandalone; returns once the connector's slot is active (it streams).
