@@ -55,17 +55,18 @@ package: deps $(BUILD_DIR)/CMakeCache.txt
 clean:
 	rm -rf $(BUILD_DIR)
 
-# libFuzzer target for the pgoutput parser and the outbox mapping (fuzz/),
-# built with clang under AddressSanitizer + UndefinedBehaviorSanitizer in
-# $(BUILD_DIR)/fuzz-clang. `make test` runs it for 30 s (ctest label fuzz);
-# `make fuzz` for FUZZ_SECONDS.
+# libFuzzer targets for the pgoutput parser and the outbox mapping, and for
+# the decoder's JSON (fuzz/), built with clang under AddressSanitizer +
+# UndefinedBehaviorSanitizer in $(BUILD_DIR)/fuzz-clang. `make test` runs
+# them for 30 s and 20 s (ctest label fuzz); `make fuzz` each for FUZZ_SECONDS.
 FUZZ_BUILD_DIR := $(BUILD_DIR)/fuzz-clang
 FUZZ_SECONDS ?= 600
 
 fuzz-build: deps
 	cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
 	  -DOUTBOXD_FUZZ=ON $(CMAKE_ARGS)
-	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS) --target pgoutput_fuzz
+	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS) --target pgoutput_fuzz json_fuzz
 
 fuzz: fuzz-build
-	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS)
+	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) pgoutput
+	fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_SECONDS) json

@@ -79,6 +79,13 @@ class StatsCollector : public prometheus::Collectable {
     out.push_back(Gauge("outboxd_kafka_reachable", "1 while the Kafka producer reaches a broker",
                         s.kafka_reachable.load() ? 1 : 0));
     out.push_back(Gauge("outboxd_paused", "1 while paused through the admin API", s.paused.load() ? 1 : 0));
+    out.push_back(Gauge("outboxd_stalled",
+                        "1 while work is outstanding and nothing was acknowledged or confirmed for "
+                        "--stall_timeout (/healthz answers 503)",
+                        reporter_->CheckProgress(now_).stalled ? 1 : 0));
+    const RelayInfo& info = reporter_->info();
+    out.push_back(Gauge("outboxd_relay_info", "the slot, publication and table this relay streams, as labels", 1,
+                        {{"slot", info.slot}, {"publication", info.publication}, {"table", info.table}}));
 
     auto histogram = Family("outboxd_commit_to_ack_seconds",
                             "time from the PostgreSQL commit to Kafka's acknowledgement",
@@ -125,7 +132,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(const std::
   http.Get("/metrics", [reporter](const httplib::Request&, httplib::Response& res) {
     res.set_content(RenderMetrics(*reporter, absl::Now()), "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  // Liveness means progress: a relay that is up and connected while nothing moves is stuck,
+  // and a restart (which replays from the confirmed position) is the cure.
+  http.Get("/healthz", [reporter](const httplib::Request&, httplib::Response& res) {
+    const Progress progress = reporter->CheckProgress(absl::Now());
+    res.status = progress.stalled ? 503 : 200;
+    res.set_content(progress.stalled ? absl::StrCat("stalled: ", progress.reason, "\n") : "ok\n", "text/plain");
+  });
   http.Get("/readyz", [reporter](const httplib::Request&, httplib::Response& res) {
     const stats::RelayStats& s = reporter->stats();
     const bool pg = s.postgres_connected.load();

@@ -2,7 +2,8 @@
 //
 //   auto server = MetricsServer::Create("127.0.0.1:9187", &reporter);
 //   // GET /metrics  Prometheus text format (RelayStats rendered by prometheus-cpp)
-//   // GET /healthz  200 while the process serves
+//   // GET /healthz  200 while the process serves and makes progress; 503 once
+//   //               stalled (StatusReporter::CheckProgress)
 //   // GET /readyz   200 when connected to PostgreSQL and Kafka is reachable, else 503
 //   (*server)->Stop();
 //

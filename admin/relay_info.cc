@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "outboxd/log.h"
 #include "outboxd/lsn.h"
 
 namespace outboxd::admin {
@@ -21,7 +23,71 @@ uint64_t LagBytes(const stats::RelayStats& stats) {
   return end > confirmed ? end - confirmed : 0;
 }
 
+namespace {
+
+std::string Rfc3339(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }
+
+std::string Rounded(absl::Duration d) {
+  return absl::FormatDuration(absl::Trunc(d, d < absl::Minutes(1) ? absl::Milliseconds(100) : absl::Seconds(1)));
+}
+
+}  // namespace
+
+Progress StatusReporter::CheckProgress(absl::Time now) const {
+  const stats::RelayStats& s = *stats_;
+  const uint64_t delivered = s.events_delivered.load();
+  const uint64_t confirmed = s.confirmed_lsn.load();
+  const uint64_t received = s.received_lsn.load();
+  const uint64_t in_flight = s.events_in_flight.load();
+  const bool outstanding = in_flight > 0 || (s.postgres_connected.load() && received > confirmed);
+  const bool paused = s.paused.load();
+
+  absl::MutexLock lock(&progress_mu_);
+  ProgressClock& p = progress_;
+  now = std::max(now, p.last_check);  // callers on several threads
+  p.last_check = now;
+  const bool moved = delivered != p.delivered || confirmed != p.confirmed;
+  const absl::Time quiet_since_before = p.quiet_since;
+  // Work that only now appears, or a resume only now seen, starts the clock now, not at
+  // the last check before it: never a stall reported early.
+  if (!outstanding || !p.outstanding || moved || paused || p.paused) p.quiet_since = now;
+  p.delivered = delivered;
+  p.confirmed = confirmed;
+  p.outstanding = outstanding;
+  p.paused = paused;
+
+  Progress out;
+  out.stalled = info_.stall_timeout > absl::ZeroDuration() && now - p.quiet_since >= info_.stall_timeout;
+  if (out.stalled) {
+    const std::string since = absl::StrCat(Rfc3339(p.quiet_since), " (", Rounded(now - p.quiet_since), ")");
+    if (in_flight > 0) {
+      const std::string topic = s.oldest_unacked_topic();
+      out.reason = absl::StrCat("Kafka has acknowledged none of the ", in_flight, " events in flight since ", since,
+                                "; the oldest unacknowledged event", topic.empty() ? "" : absl::StrCat(", to topic ", topic),
+                                ", committed ", Rounded(absl::Seconds(OldestUnackedAgeSeconds(s, now))),
+                                " ago; Kafka ", s.kafka_reachable.load() ? "is reachable" : "is unreachable");
+    } else {
+      out.reason = absl::StrCat("nothing confirmed to PostgreSQL past ", Lsn(confirmed).ToString(), " since ", since,
+                                " although WAL up to ", Lsn(received).ToString(),
+                                " was received; nothing is in flight to Kafka");
+    }
+  }
+  if (out.stalled != p.stalled) {
+    p.stalled = out.stalled;
+    if (out.stalled) {
+      LogWarning(absl::StrCat("stalled: ", out.reason, ". /healthz answers 503 until something moves (--stall_timeout=",
+                              absl::FormatDuration(info_.stall_timeout), ")"));
+    } else {
+      LogInfo(absl::StrCat("no longer stalled after ", Rounded(now - quiet_since_before),
+                           paused ? " (paused)" : moved ? " (progress)" : " (nothing outstanding)",
+                           "; /healthz answers 200"));
+    }
+  }
+  return out;
+}
+
 void StatusReporter::Sample(absl::Time now) {
+  CheckProgress(now);
   const uint64_t delivered = stats_->events_delivered.load();
   absl::MutexLock lock(&mu_);
   if (last_sample_time_ != absl::InfinitePast() && now > last_sample_time_) {

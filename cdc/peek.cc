@@ -21,7 +21,7 @@ absl::Status Peek(const PeekOptions& options, std::ostream& out, const std::atom
     stream_options.slot = absl::StrCat("outboxd_peek_", getpid());
     stream_options.temporary_slot = true;
   }
-  auto connected = ReplicationStream::Connect(stream_options);
+  auto connected = PgReplicationStream::Connect(stream_options);
   if (!connected.ok()) return connected.status();
   ReplicationStream& stream = **connected;
   decoder::PgOutputParser parser(PgOutputProtocolFor(stream.server_version_num()));

@@ -35,7 +35,48 @@ absl::Status ConnectError(absl::string_view conninfo, absl::string_view libpq_me
       "is running and reachable"));
 }
 
+// See NetworkDefaults() in the header for why these values.
+constexpr std::pair<const char*, const char*> kNetworkDefaults[] = {
+    {"keepalives", "1"},
+    {"keepalives_idle", "10"},
+    {"keepalives_interval", "5"},
+    {"keepalives_count", "3"},
+    {"tcp_user_timeout", "30000"},  // milliseconds
+};
+
+// Whether this libpq knows the connection keyword (tcp_user_timeout is 12+),
+// so an older runtime libpq does not refuse every connection.
+bool LibpqKnows(const PQconninfoOption* defaults, absl::string_view keyword) {
+  for (const PQconninfoOption* o = defaults; o != nullptr && o->keyword != nullptr; ++o) {
+    if (keyword == o->keyword) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> NetworkDefaults(absl::string_view conninfo) {
+  const std::string info(conninfo);
+  char* error = nullptr;
+  // PQconninfoParse reads both forms and multi-host lists; what it cannot
+  // parse (a bare database name, or a malformed string libpq will reject
+  // with its own message) sets nothing.
+  PQconninfoOption* given = PQconninfoParse(info.c_str(), &error);
+  PQfreemem(error);
+  PQconninfoOption* known = PQconndefaults();
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [keyword, value] : kNetworkDefaults) {
+    if (!LibpqKnows(known, keyword)) continue;
+    bool set = false;
+    for (const PQconninfoOption* o = given; o != nullptr && o->keyword != nullptr; ++o) {
+      if (absl::string_view(o->keyword) == keyword && o->val != nullptr) set = true;
+    }
+    if (!set) out.emplace_back(keyword, value);
+  }
+  if (given != nullptr) PQconninfoFree(given);
+  if (known != nullptr) PQconninfoFree(known);
+  return out;
+}
 
 absl::StatusOr<PgConn> Connect(absl::string_view conninfo, ConnectionKind kind) {
   const std::string info(conninfo);
@@ -48,6 +89,11 @@ absl::StatusOr<PgConn> Connect(absl::string_view conninfo, ConnectionKind kind) 
   if (kind == ConnectionKind::kReplication) {
     keywords.push_back("replication");
     values.push_back("database");
+  }
+  const std::vector<std::pair<std::string, std::string>> defaults = NetworkDefaults(conninfo);
+  for (const auto& [keyword, value] : defaults) {
+    keywords.push_back(keyword.c_str());
+    values.push_back(value.c_str());
   }
   keywords.push_back(nullptr);
   values.push_back(nullptr);

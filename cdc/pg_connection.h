@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -28,7 +29,20 @@ using pq::PgResult;
 
 enum class ConnectionKind { kSql, kReplication };
 
+// Connects with the TCP settings of NetworkDefaults() added where conninfo
+// does not set them.
 absl::StatusOr<PgConn> Connect(absl::string_view conninfo, ConnectionKind kind);
+
+// The keepalive and tcp_user_timeout settings outboxd adds to a connection,
+// minus those conninfo (key=value or URI form, one host or several) sets
+// itself: the user's conninfo wins. Without them a silently dropped path (a
+// partition, a dead NAT entry, a failed host) is noticed only when the kernel
+// gives up retransmitting, after about 15 minutes; with them in about 30 s:
+// keepalive probes after 10 s of quiet, 3 unanswered probes 5 s apart end the
+// connection, and so does data of ours unacknowledged for 30 s (the relay's
+// status updates, sent every second, are such data). libpq ignores them on
+// Unix-domain sockets. A service file's keepalive settings are overridden.
+std::vector<std::pair<std::string, std::string>> NetworkDefaults(absl::string_view conninfo);
 
 // Runs one statement (text parameters, NULL as nullopt) and returns its result.
 // Without parameters it uses the simple query protocol, so it also serves

@@ -30,7 +30,8 @@ Relay::Relay(RelayOptions options, EventSink::Factory sink_factory, stats::Relay
     : options_(std::move(options)),
       sink_factory_(std::move(sink_factory)),
       decoder_(options_.outbox.table, options_.outbox.columns, options_.outbox.source),
-      stats_(stats != nullptr ? stats : &own_stats_) {
+      stats_(stats != nullptr ? stats : &own_stats_),
+      topic_tags_(options_.topic_prefix) {
   if (pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
     stop_pipe_[0] = stop_pipe_[1] = -1;  // Stop() still sets the flag; waits end within a second.
   }
@@ -128,7 +129,7 @@ absl::Status Relay::Run(Lsn start) {
       waiting_as_standby = true;
       if (!WaitUnlessStopped(absl::Seconds(1))) break;
       continue;
-    } else if (!absl::IsUnavailable(end.status())) {
+    } else if (!absl::IsUnavailable(end.status()) || StopsTheRelay(end.status())) {
       return end.status();
     } else {
       LogWarning(absl::StrCat(end.status().message(), "; retrying in ", absl::FormatDuration(backoff)));
@@ -148,10 +149,12 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
     tracker_.Ack(event_.ticket);
     pending_ = false;
   }
-  auto connected = ReplicationStream::Connect({.conninfo = options_.conninfo,
-                                               .slot = options_.outbox.slot,
-                                               .publication = options_.outbox.publication,
-                                               .messages = options_.outbox.source.messages});
+  const StreamOptions stream_options{.conninfo = options_.conninfo,
+                                     .slot = options_.outbox.slot,
+                                     .publication = options_.outbox.publication,
+                                     .messages = options_.outbox.source.messages};
+  auto connected = options_.connect ? options_.connect(stream_options)
+                                    : PgReplicationStream::Connect(stream_options);
   if (!connected.ok()) return connected.status();
   ReplicationStream& stream = **connected;
   // Another relay may have confirmed more while this one waited as a standby.
@@ -186,6 +189,11 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
 
   Lsn received = start;
   absl::Time next_status = absl::Now();
+  // The liveness check: when the server last sent anything while we were
+  // reading, and when we asked it for a reply (InfinitePast: not asking).
+  absl::Time last_heard = absl::Now();
+  absl::Time reply_asked = absl::InfinitePast();
+  const absl::Duration reply_timeout = std::min(options_.replication_timeout, kReplyTimeout);
   auto reconnect = [&](const absl::Status& why) {
     LogWarning(absl::StrCat(why.message(), "; reconnecting"));
     tracker_.AbandonOpenTransaction();
@@ -195,7 +203,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   while (true) {
     if (stop_.load()) return Shutdown(stream, received);
     sink_->Poll(0);
-    if (absl::IsFailedPrecondition(delivery_failure_)) return delivery_failure_;  // poison: stop
+    if (StopsTheRelay(delivery_failure_)) return delivery_failure_;  // poison, dead letters fail: stop
     if (!delivery_failure_.ok()) return SessionEnd::kRewind;
 
     bool blocked = false;
@@ -208,6 +216,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
     // Paused: hold the stream like a full sink would, everything else goes on.
     if (stats_->paused.load()) blocked = true;
     bool drained = false;
+    bool heard = false;
     for (int n = 0; !blocked && n < kMaxReadBatch; ++n) {
       absl::StatusOr<StreamItem> item = stream.Read();
       if (!item.ok()) return reconnect(item.status());
@@ -215,6 +224,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
         drained = true;
         break;
       }
+      heard = true;
       received = std::max(received, item->lsn);
       stats_->server_wal_end.store(std::max(stats_->server_wal_end.load(), item->wal_end.value()));
       if (item->kind == StreamItem::kKeepalive) {
@@ -231,8 +241,33 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
     if (drained) sink_->StreamIdle();
 
     absl::Time now = absl::Now();
+    // While the loop does not read (a full sink, paused) the server's silence
+    // says nothing about the path: the clock starts again when reading does.
+    if (heard || blocked) {
+      last_heard = now;
+      reply_asked = absl::InfinitePast();
+    }
+    bool ask_reply = false;
+    if (options_.replication_timeout > absl::ZeroDuration() &&
+        now - last_heard >= options_.replication_timeout) {
+      if (reply_asked == absl::InfinitePast()) {
+        ask_reply = true;
+        reply_asked = now;
+        next_status = now;
+        LogDebug(absl::StrCat("nothing from PostgreSQL for ", absl::FormatDuration(now - last_heard),
+                              "; asking it for a reply"));
+      } else if (now - reply_asked >= reply_timeout) {
+        stats_->postgres_connected.store(false);  // /readyz: not ready from here on
+        return reconnect(absl::UnavailableError(absl::StrCat(
+            "PostgreSQL sent nothing for ", absl::FormatDuration(now - last_heard),
+            " and did not answer a status update asking for a reply within ",
+            absl::FormatDuration(reply_timeout),
+            ": the network path to the server (or the server) is dead (--replication_timeout=",
+            absl::FormatDuration(options_.replication_timeout), ")")));
+      }
+    }
     if (now >= next_status) {
-      if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
+      if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn(), ask_reply); !s.ok()) {
         return reconnect(s);
       }
       next_status = now + options_.status_interval;
@@ -283,9 +318,12 @@ absl::Status Relay::HandleData(const StreamItem& item) {
   if (!tracker_.InTransaction()) {
     return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
   }
-  event_.ticket = tracker_.AddEvent();
-  pending_ = true;
   decoder::DecodedEvent& ev = event_.decoded;
+  // Only a transaction's first event names its topic: nothing more per event.
+  event_.ticket = tracker_.AddEvent(tracker_.OpenTransactionHasEvents()
+                                        ? 0
+                                        : topic_tags_.Tag(ev.topic_override, ev.event.aggregate_type()));
+  pending_ = true;
   if (!ev.dead_letter_reason.empty()) {
     if (options_.stop_on_poison) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -331,6 +369,10 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
 void Relay::PublishGauges() {
   stats_->events_in_flight.store(tracker_.EventsInFlight());
   stats_->oldest_unacked_commit_unix_micros.store(tracker_.OldestUnackedCommitTime());
+  if (const uint32_t tag = tracker_.OldestUnackedTag(); tag != published_topic_tag_) {
+    stats_->set_oldest_unacked_topic(std::string(topic_tags_.Name(tag)));
+    published_topic_tag_ = tag;
+  }
   stats_->events_dead_lettered.store(dead_lettered_ + dead_lettered_by_old_sinks_ +
                                      (sink_ ? sink_->DeadLettered() : 0));
   if (sink_) stats_->kafka_reachable.store(sink_->Reachable());

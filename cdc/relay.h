@@ -14,6 +14,9 @@
 // Failures and what happens:
 // - connection lost, PostgreSQL restarting: reconnect with capped exponential
 //   backoff, resuming after the last transaction received whole;
+// - the server silent for --replication_timeout and not answering a status
+//   update that asks for a reply (a dead network path, a hung server):
+//   reconnect as above;
 // - the slot is active elsewhere: wait as a hot standby, retry every second;
 // - the sink gives up on an event (delivery failed): rewind — drop the
 //   producer, make a fresh one and restart replication from the confirmed
@@ -36,10 +39,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "cdc/event_sink.h"
+#include "outboxd/event_sink.h"
 #include "stats/relay_stats.h"
 #include "cdc/replication_stream.h"
 #include "cdc/setup.h"
+#include "cdc/topic_tags.h"
 #include "checkpoint/ack_tracker.h"
 #include "decoder/outbox_decoder.h"
 #include "decoder/pgoutput.h"
@@ -50,6 +54,8 @@ struct RelayOptions {
   std::string conninfo;
   OutboxConfig outbox;
   std::string dead_letter_topic = "outbox.dead-letter";
+  // The sink's topic prefix, only to name topics in logs (the sink routes).
+  std::string topic_prefix = "outbox.event.";
   // --on_poison=stop: a row that cannot be routed stops the relay instead of
   // going to the dead-letter topic (the sink does the same for what Kafka rejects).
   bool stop_on_poison = false;
@@ -65,10 +71,21 @@ struct RelayOptions {
   absl::Duration max_backoff = absl::Seconds(5);
   absl::Duration shutdown_flush_timeout = absl::Seconds(10);
   absl::Duration progress_interval = absl::Seconds(10);
+  // --replication_timeout: after this long without a message from the server
+  // while the relay reads, it sends a status update that asks for a reply;
+  // without one within kReplyTimeout (or this, if shorter) the path or the
+  // server is taken as dead and the relay reconnects. Zero: no check.
+  absl::Duration replication_timeout = absl::Seconds(30);
+  // Opens each replication session; empty: PgReplicationStream::Connect.
+  // Unit tests pass a scripted stream here.
+  ReplicationStream::Factory connect;
 };
 
 class Relay {
  public:
+  // How long the server has to answer a status update that asks for a reply.
+  static constexpr absl::Duration kReplyTimeout = absl::Seconds(10);
+
   // stats: where the relay publishes its counters (nullptr: kept internally).
   Relay(RelayOptions options, EventSink::Factory sink_factory, stats::RelayStats* stats = nullptr);
   ~Relay();
@@ -131,6 +148,9 @@ class Relay {
   stats::RelayStats* stats_;
   uint64_t dead_lettered_ = 0;            // by the relay itself (unroutable rows)
   uint64_t dead_lettered_by_old_sinks_ = 0;  // by sinks dropped in a rewind
+  // Which topic each transaction in flight went to, for stats_->oldest_unacked_topic().
+  TopicTags topic_tags_;
+  uint32_t published_topic_tag_ = 0;
 
   std::atomic<bool> stop_{false};
   int stop_pipe_[2] = {-1, -1};

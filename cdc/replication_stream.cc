@@ -43,11 +43,11 @@ bool IsSlotBusy(const absl::Status& status) {
   return absl::IsUnavailable(status) && absl::StrContains(status.message(), kSlotBusyMarker);
 }
 
-absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
+absl::StatusOr<std::unique_ptr<ReplicationStream>> PgReplicationStream::Connect(
     const StreamOptions& options) {
   auto conn = cdc::Connect(options.conninfo, ConnectionKind::kReplication);
   if (!conn.ok()) return conn.status();
-  auto stream = absl::WrapUnique(new ReplicationStream(std::move(*conn), options));
+  auto stream = absl::WrapUnique(new PgReplicationStream(std::move(*conn), options));
   PGconn* c = stream->conn_.get();
   stream->server_version_ = absl::StrCat(PQserverVersion(c) / 10000, ".", PQserverVersion(c) % 10000);
 
@@ -62,11 +62,12 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
                          {}, "creating a temporary replication slot");
     if (!created.ok()) return absl::UnavailableError(created.status().message());
   }
+  // A missing or invalidated slot ends the relay, on a reconnect too: it is
+  // never recreated here (only `outboxd init` creates slots).
   auto confirmed = SlotConfirmedLsn(c, options.slot);
   if (!confirmed.ok()) {
-    if (absl::IsNotFound(confirmed.status())) {
-      return absl::NotFoundError(absl::StrCat(confirmed.status().message(),
-                                              ". Fix: run `outboxd init` or check --slot"));
+    if (absl::IsNotFound(confirmed.status()) || absl::IsFailedPrecondition(confirmed.status())) {
+      return confirmed.status();
     }
     return absl::UnavailableError(confirmed.status().message());
   }
@@ -74,7 +75,7 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Connect(
   return stream;
 }
 
-absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version) {
+absl::Status PgReplicationStream::StartReplication(Lsn start, int protocol_version) {
   // Publication names are an identifier list inside a string literal.
   const std::string publications = QuoteIdentifier(options_.publication);
   const std::string command = absl::StrCat(
@@ -90,8 +91,14 @@ absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version
     if (state == "55006") {  // object_in_use: another walsender has the slot.
       return absl::UnavailableError(absl::StrCat(kSlotBusyMarker, " ", message));
     }
-    if (state == "42704") {  // undefined_object
-      return absl::NotFoundError(absl::StrCat(message, ". Fix: run `outboxd init` or check --slot"));
+    if (state == "42704") {  // undefined_object: dropped since Connect()
+      return SlotMissingError(options_.slot, ServerName(conn_.get()));
+    }
+    // Invalidated since Connect() (the server says 55000 for that and for other
+    // states): the slot's own state tells which.
+    if (absl::StatusOr<Lsn> slot = SlotConfirmedLsn(conn_.get(), options_.slot);
+        absl::IsFailedPrecondition(slot.status()) || absl::IsNotFound(slot.status())) {
+      return slot.status();
     }
     return absl::UnavailableError(absl::StrCat("START_REPLICATION failed: ", message));
   }
@@ -99,7 +106,7 @@ absl::Status ReplicationStream::StartReplication(Lsn start, int protocol_version
   return absl::OkStatus();
 }
 
-absl::StatusOr<StreamItem> ReplicationStream::Read() {
+absl::StatusOr<StreamItem> PgReplicationStream::Read() {
   buffer_.reset();
   char* raw = nullptr;
   const int len = PQgetCopyData(conn_.get(), &raw, /*async=*/1);
@@ -151,14 +158,14 @@ absl::StatusOr<StreamItem> ReplicationStream::Read() {
                                           std::string(1, static_cast<char>(kind)), "'"));
 }
 
-absl::Status ReplicationStream::ConsumeInput() {
+absl::Status PgReplicationStream::ConsumeInput() {
   if (PQconsumeInput(conn_.get()) == 0) {
     return absl::UnavailableError(absl::StrCat("replication connection lost: ", ConnectionMessage(conn_.get())));
   }
   return absl::OkStatus();
 }
 
-absl::Status ReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply_requested) {
+absl::Status PgReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply_requested) {
   uint8_t message[1 + 8 * 4 + 1];
   message[0] = 'r';
   PutInt64(message + 1, received.value());
@@ -174,7 +181,7 @@ absl::Status ReplicationStream::SendStatus(Lsn received, Lsn flushed, bool reply
   return absl::OkStatus();
 }
 
-void ReplicationStream::Finish() {
+void PgReplicationStream::Finish() {
   if (PQputCopyEnd(conn_.get(), nullptr) == 1) PQflush(conn_.get());
 }
 

@@ -1,7 +1,8 @@
-// ReplicationStream: one libpq replication connection streaming a logical slot.
+// ReplicationStream: one replication session streaming a logical slot, as
+// the relay and peek see it; PgReplicationStream is the libpq implementation.
 //
-//   auto stream = ReplicationStream::Connect({.conninfo = ..., .slot = "outboxd",
-//                                             .publication = "outboxd"});
+//   auto stream = PgReplicationStream::Connect({.conninfo = ..., .slot = "outboxd",
+//                                               .publication = "outboxd"});
 //   Lsn confirmed = (*stream)->slot_confirmed();
 //   absl::Status s = (*stream)->StartReplication(start, /*protocol_version=*/1);
 //   for (;;) {
@@ -10,6 +11,9 @@
 //     if (item->kind == StreamItem::kNone) -> poll() on socket(), then ConsumeInput()
 //   }
 //   (*stream)->SendStatus(received, flushed, /*reply_requested=*/false);
+//
+// The interface is the seam that lets unit tests drive a Relay with a
+// scripted stream (tests/cdc/); everything else talks to a real server.
 //
 // The Streaming Replication Protocol: after START_REPLICATION the server sends
 // CopyData messages, XLogData ('w': start LSN, server WAL end, send time,
@@ -25,6 +29,7 @@
 #ifndef OUTBOXD_CDC_REPLICATION_STREAM_H_
 #define OUTBOXD_CDC_REPLICATION_STREAM_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -67,34 +72,59 @@ bool IsSlotBusy(const absl::Status& status);
 
 class ReplicationStream {
  public:
+  // Opens a session (the relay calls it for every reconnect).
+  using Factory =
+      std::function<absl::StatusOr<std::unique_ptr<ReplicationStream>>(const StreamOptions&)>;
+
+  virtual ~ReplicationStream() = default;
+
+  // START_REPLICATION. start 0/0 resumes at the slot's confirmed_flush_lsn; a
+  // later position skips transactions that committed at or before it.
+  virtual absl::Status StartReplication(Lsn start, int protocol_version) = 0;
+
+  // The next message if one is buffered; kNone when the socket must be polled.
+  virtual absl::StatusOr<StreamItem> Read() = 0;
+  // After poll() reported the socket readable.
+  virtual absl::Status ConsumeInput() = 0;
+  // The descriptor to poll() for input.
+  virtual int socket() const = 0;
+
+  // Standby status update. received: highest position seen; flushed: what is
+  // safe to forget (the slot's confirmed_flush_lsn follows it). reply_requested
+  // asks the server to answer at once (with a keepalive): the relay's check
+  // that the path to the server is alive.
+  virtual absl::Status SendStatus(Lsn received, Lsn flushed, bool reply_requested = false) = 0;
+
+  // Ends the copy cleanly (best effort) before the connection closes.
+  virtual void Finish() = 0;
+
+  // The slot's confirmed position when the session was opened.
+  virtual Lsn slot_confirmed() const = 0;
+  // "15.4"; and PQserverVersion()'s form, 150004.
+  virtual const std::string& server_version() const = 0;
+  virtual int server_version_num() const = 0;
+};
+
+class PgReplicationStream final : public ReplicationStream {
+ public:
   // Connects (replication=database), runs IDENTIFY_SYSTEM and reads the
   // slot's confirmed position. NotFound if the slot does not exist.
   static absl::StatusOr<std::unique_ptr<ReplicationStream>> Connect(const StreamOptions& options);
 
-  // START_REPLICATION. start 0/0 resumes at the slot's confirmed_flush_lsn; a
-  // later position skips transactions that committed at or before it.
-  absl::Status StartReplication(Lsn start, int protocol_version);
+  absl::Status StartReplication(Lsn start, int protocol_version) override;
+  absl::StatusOr<StreamItem> Read() override;
+  absl::Status ConsumeInput() override;
+  int socket() const override { return PQsocket(conn_.get()); }
+  absl::Status SendStatus(Lsn received, Lsn flushed, bool reply_requested = false) override;
+  void Finish() override;
 
-  // The next message if one is buffered; kNone when the socket must be polled.
-  absl::StatusOr<StreamItem> Read();
-  // After poll() reported the socket readable.
-  absl::Status ConsumeInput();
-  int socket() const { return PQsocket(conn_.get()); }
-
-  // Standby status update. received: highest position seen; flushed: what is
-  // safe to forget (the slot's confirmed_flush_lsn follows it).
-  absl::Status SendStatus(Lsn received, Lsn flushed, bool reply_requested = false);
-
-  // Ends the copy cleanly (best effort) before the connection closes.
-  void Finish();
-
-  Lsn slot_confirmed() const { return slot_confirmed_; }
+  Lsn slot_confirmed() const override { return slot_confirmed_; }
   Lsn start_lsn() const { return start_; }
-  const std::string& server_version() const { return server_version_; }
-  int server_version_num() const { return PQserverVersion(conn_.get()); }
+  const std::string& server_version() const override { return server_version_; }
+  int server_version_num() const override { return PQserverVersion(conn_.get()); }
 
  private:
-  ReplicationStream(PgConn conn, StreamOptions options)
+  PgReplicationStream(PgConn conn, StreamOptions options)
       : conn_(std::move(conn)), options_(std::move(options)) {}
 
   PgConn conn_;

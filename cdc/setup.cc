@@ -168,16 +168,21 @@ absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
 }
 
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
-  auto pub = Query(conn, "SELECT pubinsert FROM pg_publication WHERE pubname = $1",
-                   {config.publication}, "reading publications");
+  const bool via_root_known = PQserverVersion(conn) >= 130000;  // pubviaroot is new in 13
+  auto pub = Query(conn, "SELECT 1 FROM pg_publication WHERE pubname = $1", {config.publication},
+                   "reading publications");
   if (!pub.ok()) return pub.status();
-  const std::string table = config.table.QualifiedName();
   if (PQntuples(pub->get()) == 0) {
     // Messages need no table: a publication without one still carries them.
+    // Through the root, inserts into any partition of a partitioned outbox
+    // (also ones attached later) arrive as inserts into the table outboxd was
+    // told about, with its columns in its order; for a plain table the option
+    // changes nothing.
     const std::string sql =
         config.source.table
             ? absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication),
-                           " FOR TABLE ", QualifiedTable(config), " WITH (publish = 'insert')")
+                           " FOR TABLE ", QualifiedTable(config), " WITH (publish = 'insert'",
+                           via_root_known ? ", publish_via_partition_root = true" : "", ")")
             : absl::StrCat("CREATE PUBLICATION ", QuoteIdentifier(config.publication),
                            " WITH (publish = 'insert')");
     auto created = Query(conn, sql, {}, absl::StrCat("creating publication ", config.publication));
@@ -185,13 +190,54 @@ absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
       return absl::PermissionDeniedError(absl::StrCat(
           created.status().message(), ". Fix: have the table owner or a superuser run: ", sql));
     }
-    return absl::OkStatus();
+  }
+  return CheckPublication(conn, config);
+}
+
+absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config) {
+  const bool via_root_known = PQserverVersion(conn) >= 130000;  // pubviaroot is new in 13
+  auto pub = Query(conn,
+                   via_root_known
+                       ? "SELECT pubinsert, pubviaroot FROM pg_publication WHERE pubname = $1"
+                       : "SELECT pubinsert, false FROM pg_publication WHERE pubname = $1",
+                   {config.publication}, "reading publications");
+  if (!pub.ok()) return pub.status();
+  const std::string table = config.table.QualifiedName();
+  bool partitioned = false;
+  if (config.source.table) {
+    auto kind = Query(conn, "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)",
+                      {QualifiedTable(config)}, "reading the outbox table's kind");
+    if (!kind.ok()) return kind.status();
+    partitioned = PQntuples(kind->get()) == 1 && Value(kind->get(), 0, 0) == "t";
+    if (partitioned && !via_root_known) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "outbox table ", table, " is partitioned; PostgreSQL ", PQserverVersion(conn),
+          " cannot publish a partitioned table's inserts under its own name (that needs 13 or "
+          "newer). Fix: upgrade PostgreSQL, or use an unpartitioned outbox table"));
+    }
+  }
+  if (PQntuples(pub->get()) == 0) {
+    // `run` never creates it: a missing publication on a database that has a
+    // slot means someone dropped it or this is not the database init prepared.
+    return absl::NotFoundError(absl::StrCat(
+        "publication \"", config.publication, "\" does not exist on ", ServerName(conn),
+        ". Fix: run 'outboxd init' with the same --postgres, --publication and --table (it creates "
+        "the publication and keeps an existing slot), or check --publication"));
   }
   if (!config.source.table) return absl::OkStatus();
   if (Value(pub->get(), 0, 0) != "t") {
     return absl::FailedPreconditionError(absl::StrCat(
         "publication ", config.publication, " does not publish inserts. Fix: ALTER PUBLICATION ",
         QuoteIdentifier(config.publication), " SET (publish = 'insert')"));
+  }
+  // Without it pgoutput names each partition, which outboxd would take for
+  // other tables (and pg_publication_tables below lists only the partitions).
+  if (partitioned && Value(pub->get(), 0, 1) != "t") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "publication ", config.publication, " does not publish through the root table, so inserts "
+        "into the partitions of the partitioned table ", table, " would not arrive as its events. "
+        "Fix: ALTER PUBLICATION ", QuoteIdentifier(config.publication),
+        " SET (publish_via_partition_root = true)"));
   }
   auto member = Query(conn,
                       "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 "
@@ -208,35 +254,83 @@ absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
   return absl::OkStatus();
 }
 
+std::string ServerName(PGconn* conn) {
+  const char* host = PQhost(conn);
+  const char* port = PQport(conn);
+  return absl::StrCat(host != nullptr && *host != '\0' ? host : "localhost", ":",
+                      port != nullptr && *port != '\0' ? port : "5432");
+}
+
+absl::Status SlotMissingError(absl::string_view slot, absl::string_view server) {
+  return absl::NotFoundError(absl::StrCat(
+      "replication slot \"", slot, "\" does not exist on ", server,
+      "; events committed since it was lost cannot be recovered by outboxd. If this is a new "
+      "database run 'outboxd init'; after a failover, see README \"Failover\""));
+}
+
 absl::StatusOr<Lsn> SlotConfirmedLsn(PGconn* conn, absl::string_view slot) {
+  // wal_status (13+) says whether the slot still has its WAL; 16 marks logical
+  // slots on a standby that lost rows they need as conflicting; 17 names the
+  // reason of any invalidation.
+  const int version = PQserverVersion(conn);
+  const char* state_columns =
+      version >= 170000   ? "wal_status, invalidation_reason"
+      : version >= 160000 ? "wal_status, CASE WHEN conflicting THEN 'conflict with recovery' END"
+      : version >= 130000 ? "wal_status, NULL"
+                          : "NULL, NULL";
   // A literal, not a parameter: this also runs on replication connections.
   auto row = Query(conn,
-                   absl::StrCat("SELECT confirmed_flush_lsn FROM pg_replication_slots "
-                                "WHERE slot_name = ", QuoteLiteral(slot)),
+                   absl::StrCat("SELECT confirmed_flush_lsn, ", state_columns,
+                                " FROM pg_replication_slots WHERE slot_name = ", QuoteLiteral(slot)),
                    {}, "reading the replication slot");
   if (!row.ok()) return row.status();
-  if (PQntuples(row->get()) == 0) {
-    return absl::NotFoundError(absl::StrCat("replication slot ", slot, " does not exist"));
-  }
+  if (PQntuples(row->get()) == 0) return SlotMissingError(slot, ServerName(conn));
   const std::optional<std::string> text = Value(row->get(), 0, 0);
+  const std::optional<std::string> wal_status = Value(row->get(), 0, 1);
+  const std::optional<std::string> reason = Value(row->get(), 0, 2);
+  if (wal_status == "lost" || reason.has_value()) {
+    const bool wal_removed = !reason.has_value() || *reason == "wal_removed";
+    return absl::FailedPreconditionError(absl::StrCat(
+        "replication slot \"", slot, "\" on ", ServerName(conn),
+        " was invalidated by PostgreSQL (wal_status '", wal_status.value_or("?"), "'",
+        reason ? absl::StrCat(", reason ", *reason) : "", "): ",
+        wal_removed ? "it fell further behind than max_slot_wal_keep_size allows and the WAL it "
+                      "needed was removed"
+                    : "the server can no longer decode from it",
+        ", so events committed after its confirmed position ", text.value_or("?"),
+        " cannot be recovered by outboxd. Fix: find those events in the outbox table (see README "
+        "\"Failover\"), then drop the slot (SELECT pg_drop_replication_slot('", slot, "')) and run "
+        "'outboxd init' to start a new one from now; to keep it from happening again, raise "
+        "max_slot_wal_keep_size and alert on outboxd_replication_lag_bytes"));
+  }
   return text ? Lsn::Parse(*text) : Lsn();
 }
 
 absl::StatusOr<Lsn> EnsureSlot(PGconn* conn, const OutboxConfig& config) {
+  auto slot = Query(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {config.slot},
+                    "reading replication slots");
+  if (!slot.ok()) return slot.status();
+  if (PQntuples(slot->get()) == 0) {
+    auto created = Query(conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                         {config.slot}, absl::StrCat("creating replication slot ", config.slot));
+    // A second init may have created it at the same moment: then it exists
+    // and the failure of our attempt does not matter.
+    if (!created.ok()) {
+      auto exists = Query(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                          {config.slot}, "reading replication slots");
+      if (!exists.ok() || PQntuples(exists->get()) == 0) return created.status();
+    }
+  }
+  return CheckSlot(conn, config);
+}
+
+absl::StatusOr<Lsn> CheckSlot(PGconn* conn, const OutboxConfig& config) {
   auto slot = Query(conn,
                     "SELECT plugin, slot_type, database = current_database() "
                     "FROM pg_replication_slots WHERE slot_name = $1",
                     {config.slot}, "reading replication slots");
   if (!slot.ok()) return slot.status();
-  if (PQntuples(slot->get()) == 0) {
-    auto created = Query(conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
-                         {config.slot}, absl::StrCat("creating replication slot ", config.slot));
-    auto confirmed = SlotConfirmedLsn(conn, config.slot);
-    // A second relay may have created it at the same moment: then it exists
-    // and the failure of our attempt does not matter.
-    if (!created.ok() && !confirmed.ok()) return created.status();
-    return confirmed;
-  }
+  if (PQntuples(slot->get()) == 0) return SlotMissingError(config.slot, ServerName(conn));
   if (Value(slot->get(), 0, 1) != "logical" || Value(slot->get(), 0, 0) != "pgoutput") {
     return absl::FailedPreconditionError(absl::StrCat(
         "replication slot ", config.slot, " exists but is not a logical pgoutput slot (plugin: ",

@@ -24,10 +24,17 @@ int64_t AckTracker::OldestUnackedCommitTime() const {
   return 0;
 }
 
-AckTracker::Ticket AckTracker::AddEvent() {
+uint32_t AckTracker::OldestUnackedTag() const {
+  for (const Entry& e : entries_) {
+    if (e.pending > 0) return e.tag;
+  }
+  return 0;
+}
+
+AckTracker::Ticket AckTracker::AddEvent(uint32_t tag) {
   assert(open_ && "AddEvent outside a transaction");
   if (!open_has_entry_) {
-    entries_.push_back(Entry{.commit_time_micros = open_commit_time_});
+    entries_.push_back(Entry{.commit_time_micros = open_commit_time_, .tag = tag});
     open_has_entry_ = true;
   }
   ++entries_.back().pending;

@@ -40,14 +40,17 @@ class AckTracker {
   // Identifies the transaction an event belongs to.
   using Ticket = uint64_t;
 
-  explicit AckTracker(Lsn confirmed = Lsn()) : safe_(confirmed) {}
+  // confirmed: what the slot has confirmed; reading starts there too.
+  explicit AckTracker(Lsn confirmed = Lsn()) : safe_(confirmed), last_received_(confirmed) {}
 
   // A Begin arrived. A Begin while a transaction is open means the server
   // resent it (a reconnect): the open one is abandoned first. commit_time is
   // the transaction's commit time (µs since the Unix epoch), kept for metrics.
   void BeginTransaction(int64_t commit_time_micros = 0);
   // An event of the open transaction goes to Kafka; Ack(ticket) when acknowledged.
-  Ticket AddEvent();
+  // tag: a small number the caller gives the transaction with its first event (the relay's
+  // topic of that event, for the "stalled" log line); later events' tags are ignored.
+  Ticket AddEvent(uint32_t tag = 0);
   // The open transaction's Commit arrived; end_lsn is the position to confirm.
   void CommitTransaction(Lsn end_lsn);
   // The stream broke inside a transaction: its events already handed out
@@ -70,11 +73,15 @@ class AckTracker {
   // resume reading without resending what is already in the producer.
   Lsn LastReceivedLsn() const { return last_received_; }
   bool InTransaction() const { return open_; }
+  // The open transaction already has an event (so AddEvent ignores the tag).
+  bool OpenTransactionHasEvents() const { return open_has_entry_; }
   uint64_t EventsInFlight() const { return events_in_flight_; }
   // Commit time of the transaction a ticket belongs to (0 if unknown or done).
   int64_t CommitTimeOf(Ticket ticket) const;
   // Commit time of the oldest transaction with unacknowledged events (0: none).
   int64_t OldestUnackedCommitTime() const;
+  // Tag of that transaction (0: none in flight).
+  uint32_t OldestUnackedTag() const;
   size_t TransactionsInFlight() const { return entries_.size(); }
 
  private:
@@ -83,6 +90,7 @@ class AckTracker {
     int64_t commit_time_micros = 0;
     Lsn end_lsn;           // Position this transaction (and folded ones) confirms.
     bool committed = false;
+    uint32_t tag = 0;  // Fits beside `committed`: entries stay 32 bytes.
   };
 
   // Pops acknowledged committed transactions off the front, advancing safe_.

@@ -7,8 +7,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "outboxd/pg_time.h"
 
 namespace outboxd::decoder {
@@ -33,6 +31,18 @@ bool IsValue(const pgoutput::Datum* d) {
                           d->kind == pgoutput::Datum::Kind::kBinary);
 }
 
+// Empties a kept event for the next one. Cleared, not made anew: the strings
+// (and the source position, which SetSource overwrites whole) keep their
+// memory from the previous event.
+void ClearForReuse(DecodedEvent& out) {
+  v1::OutboxEvent& event = out.event;
+  v1::SourcePosition* source = event.release_source();
+  event.Clear();
+  if (source != nullptr) event.set_allocated_source(source);
+  out.topic_override.clear();
+  out.dead_letter_reason.clear();
+}
+
 }  // namespace
 
 absl::StatusOr<OutboxTable> OutboxTable::Parse(absl::string_view qualified) {
@@ -55,7 +65,8 @@ OutboxDecoder::OutboxDecoder(OutboxTable table, OutboxColumns columns, OutboxSou
     : table_(std::move(table)),
       qualified_table_(table_.QualifiedName()),
       columns_(std::move(columns)),
-      source_(std::move(source)) {}
+      source_(std::move(source)),
+      message_origin_(absl::StrCat("message:", source_.message_prefix)) {}
 
 void OutboxDecoder::Reset() {
   relations_.Clear();
@@ -98,16 +109,10 @@ absl::Status OutboxDecoder::OnRelation(const pgoutput::Relation& relation) {
   return absl::OkStatus();
 }
 
-void OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, DecodedEvent* reuse) const {
-  // Cleared, not made anew: the strings (and the source position, which
-  // SetSource overwrites whole) keep their memory from the previous event.
+void OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, DecodedEvent* reuse) {
   DecodedEvent& out = *reuse;
+  ClearForReuse(out);
   v1::OutboxEvent& event = out.event;
-  v1::SourcePosition* source = event.release_source();
-  event.Clear();
-  if (source != nullptr) event.set_allocated_source(source);
-  out.topic_override.clear();
-  out.dead_letter_reason.clear();
   auto take = [&](int index, absl::string_view name, std::string* field) {
     const pgoutput::Datum* d = Column(tuple, index);
     if (IsValue(d)) {
@@ -133,20 +138,21 @@ void OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, Decoded
   }
 
   if (const pgoutput::Datum* d = Column(tuple, map_.headers); IsValue(d)) {
-    google::protobuf::Struct headers;
-    google::protobuf::util::JsonParseOptions options;
-    const auto parsed =
-        google::protobuf::util::JsonStringToMessage(std::string(d->value), &headers, options);
-    if (!parsed.ok()) {
+    auto* headers = event.mutable_headers();
+    const absl::Status read =
+        json_.ReadObject(d->value, [&](absl::string_view key, JsonReader::Value& value) {
+          // Only strings are headers (README); a later duplicate key wins, as in jsonb.
+          if (value.type() == JsonReader::Type::kString) {
+            const absl::string_view text = value.Text();
+            (*headers)[std::string(key)].assign(text.data(), text.size());
+          }
+        });
+    if (!read.ok()) {
+      headers->clear();
       if (out.dead_letter_reason.empty()) {
         out.dead_letter_reason = absl::StrCat("column '", columns_.headers,
-                                              "' is not a JSON object of strings: ", d->value);
-      }
-    } else {
-      for (const auto& [key, value] : headers.fields()) {
-        if (value.kind_case() == google::protobuf::Value::kStringValue) {
-          (*event.mutable_headers())[key] = value.string_value();
-        }
+                                              "' is not a JSON object of strings (",
+                                              read.message(), "): ", d->value);
       }
     }
   }
@@ -176,58 +182,70 @@ void OutboxDecoder::SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view
   source->set_table(std::string(origin));
 }
 
-DecodedEvent OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage& message) const {
-  DecodedEvent out;
+void OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage& message,
+                                         DecodedEvent* reuse) {
+  DecodedEvent& out = *reuse;
+  ClearForReuse(out);
   v1::OutboxEvent& event = out.event;
-  SetSource(event, message.lsn, absl::StrCat("message:", message.prefix));
-  google::protobuf::Struct content;
-  if (!google::protobuf::util::JsonStringToMessage(std::string(message.content), &content).ok()) {
-    out.dead_letter_reason = "message content is not a JSON object";
+  // Which routing fields were given as a string or a number.
+  bool has_id = false, has_aggregate_type = false, has_aggregate_id = false, has_event_type = false;
+  bool headers_not_object = false;
+  auto* headers = event.mutable_headers();
+  const absl::Status read =
+      json_.ReadObject(message.content, [&](absl::string_view key, JsonReader::Value& value) {
+        // A string field, or a number as its exact text (ids are often numeric).
+        auto text = [&](std::string* target, bool* given) {
+          if (value.type() != JsonReader::Type::kString &&
+              value.type() != JsonReader::Type::kNumber) {
+            return;
+          }
+          const absl::string_view v = value.Text();
+          target->assign(v.data(), v.size());
+          if (given != nullptr) *given = true;
+        };
+        // A repeated key: the last one wins, as in jsonb.
+        if (key == "id") {
+          text(event.mutable_id(), &has_id);
+        } else if (key == "aggregate_type") {
+          text(event.mutable_aggregate_type(), &has_aggregate_type);
+        } else if (key == "aggregate_id") {
+          text(event.mutable_aggregate_id(), &has_aggregate_id);
+        } else if (key == "event_type") {
+          text(event.mutable_event_type(), &has_event_type);
+        } else if (key == "topic") {
+          text(&out.topic_override, nullptr);
+        } else if (key == "payload") {
+          // Any JSON value, carried as its text: exact, whatever its numbers.
+          const absl::string_view payload = value.Json();
+          event.mutable_payload()->assign(payload.data(), payload.size());
+        } else if (key == "headers") {
+          headers->clear();
+          headers_not_object = value.type() != JsonReader::Type::kObject;
+          value.ForEachString([&](absl::string_view name, absl::string_view header) {
+            (*headers)[std::string(name)].assign(header.data(), header.size());
+          });
+        }
+      });
+  if (!read.ok()) {
+    ClearForReuse(out);
+    out.dead_letter_reason = absl::StrCat("message content is not a JSON object (", read.message(), ")");
     event.set_id(message.lsn.ToString());
     event.set_payload(message.content.data(), message.content.size());
-    return out;
+    SetSource(event, message.lsn, message_origin_);
+    return;
   }
-  const auto& fields = content.fields();
-  // A string field, or a number printed as text (ids are often numeric).
-  auto text = [&](absl::string_view name, std::string* target) {
-    auto it = fields.find(std::string(name));
-    if (it == fields.end()) return false;
-    if (it->second.kind_case() == google::protobuf::Value::kStringValue) {
-      *target = it->second.string_value();
-      return true;
-    }
-    if (it->second.kind_case() == google::protobuf::Value::kNumberValue) {
-      *target = absl::StrCat(it->second.number_value());
-      return true;
-    }
-    return false;
-  };
-  if (!text("id", event.mutable_id())) event.set_id(message.lsn.ToString());
-  for (const auto& [name, target] : {std::pair{"aggregate_type", event.mutable_aggregate_type()},
-                                     std::pair{"aggregate_id", event.mutable_aggregate_id()},
-                                     std::pair{"event_type", event.mutable_event_type()}}) {
-    if (!text(name, target) && out.dead_letter_reason.empty()) {
+  if (!has_id) event.set_id(message.lsn.ToString());
+  for (const auto& [name, given] : {std::pair{"aggregate_type", has_aggregate_type},
+                                    std::pair{"aggregate_id", has_aggregate_id},
+                                    std::pair{"event_type", has_event_type}}) {
+    if (!given && out.dead_letter_reason.empty()) {
       out.dead_letter_reason = absl::StrCat("message content has no string \"", name, "\"; it is required");
     }
   }
-  if (auto it = fields.find("payload"); it != fields.end()) {
-    std::string payload;
-    (void)google::protobuf::util::MessageToJsonString(it->second, &payload);
-    event.set_payload(std::move(payload));
+  if (headers_not_object && out.dead_letter_reason.empty()) {
+    out.dead_letter_reason = "message \"headers\" is not a JSON object";
   }
-  if (auto it = fields.find("headers"); it != fields.end()) {
-    if (it->second.kind_case() != google::protobuf::Value::kStructValue) {
-      if (out.dead_letter_reason.empty()) out.dead_letter_reason = "message \"headers\" is not a JSON object";
-    } else {
-      for (const auto& [key, value] : it->second.struct_value().fields()) {
-        if (value.kind_case() == google::protobuf::Value::kStringValue) {
-          (*event.mutable_headers())[key] = value.string_value();
-        }
-      }
-    }
-  }
-  text("topic", &out.topic_override);
-  return out;
+  SetSource(event, message.lsn, message_origin_);
 }
 
 absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message& message, Lsn lsn) {
@@ -246,7 +264,7 @@ absl::StatusOr<bool> OutboxDecoder::Decode(const Message& message, Lsn lsn, Deco
     if (absl::Status s = OnRelation(stored); !s.ok()) return s;
   } else if (const auto* logical = std::get_if<pgoutput::LogicalMessage>(&message)) {
     if (source_.messages && logical->transactional && logical->prefix == source_.message_prefix) {
-      *out = MakeEventFromMessage(*logical);
+      MakeEventFromMessage(*logical, out);
       return true;
     }
   } else if (const auto* insert = std::get_if<pgoutput::Insert>(&message)) {

@@ -13,6 +13,9 @@
 // optional "id" (default: the message's LSN, stable across redeliveries),
 // "headers" (object of strings), "topic"}. Non-transactional messages are
 // ignored: they are not part of a transaction that could roll back.
+// JSON is read with JsonReader: a field given as a number keeps the number's
+// exact text (id 1234567 is "1234567"), and the payload is the payload
+// value's JSON text exactly as written, so nothing passes through a double.
 // A row or message that cannot be routed (a NULL/missing id, aggregate type,
 // aggregate id or event type; headers that are not a JSON object; content
 // that is not JSON) still becomes an event, marked with dead_letter_reason,
@@ -27,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "decoder/json_reader.h"
 #include "decoder/pgoutput.h"
 #include "decoder/relation_cache.h"
 #include "outboxd/lsn.h"
@@ -92,14 +96,16 @@ class OutboxDecoder {
   };
 
   absl::Status OnRelation(const pgoutput::Relation& relation);
-  void MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, DecodedEvent* reuse) const;
-  DecodedEvent MakeEventFromMessage(const pgoutput::LogicalMessage& message) const;
+  void MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, DecodedEvent* reuse);
+  void MakeEventFromMessage(const pgoutput::LogicalMessage& message, DecodedEvent* reuse);
   void SetSource(v1::OutboxEvent& event, Lsn lsn, absl::string_view origin) const;
 
   OutboxTable table_;
   std::string qualified_table_;  // table_.QualifiedName(), built once: it goes into every event
   OutboxColumns columns_;
   OutboxSource source_;
+  std::string message_origin_;  // "message:<prefix>", the source table of message events
+  JsonReader json_;
   RelationCache relations_;
   std::optional<pgoutput::Oid> outbox_oid_;
   ColumnMap map_;

@@ -4,7 +4,9 @@
 //
 // Input layout (fuzz/run.sh builds the seeds from tests/fixtures in it):
 //   byte 0      configuration: bits 0-1 = protocol version - 1, bit 2 =
-//               parallel streaming (version 4 Stream Abort layout)
+//               parallel streaming (version 4 Stream Abort layout), bit 3 =
+//               logical decoding messages with prefix "outboxd" (the
+//               fixtures' prefix) are events too (--source=both)
 //   then        repeated [Int16 big-endian length][that many bytes], one
 //               pgoutput message each; a short last one is kept as it is.
 // A sequence lets the fuzzer reach stream state (Stream Start .. Stop) and
@@ -33,6 +35,7 @@ using outboxd::decoder::Message;
 using outboxd::decoder::MessageTypeName;
 using outboxd::decoder::OutboxColumns;
 using outboxd::decoder::OutboxDecoder;
+using outboxd::decoder::OutboxSource;
 using outboxd::decoder::OutboxTable;
 using outboxd::decoder::PgOutputParser;
 
@@ -48,7 +51,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int version = 1 + (data[0] & 3);
   const bool parallel = (data[0] & 4) != 0;
   PgOutputParser parser(version, parallel);
-  OutboxDecoder decoder(OutboxTable{}, OutboxColumns{});
+  OutboxSource source;
+  source.messages = (data[0] & 8) != 0;
+  source.message_prefix = "outboxd";
+  OutboxDecoder decoder(OutboxTable{}, OutboxColumns{}, source);
   absl::Span<const uint8_t> rest(data + 1, size - 1);
   uint64_t position = 0x1000000;
   while (!rest.empty()) {

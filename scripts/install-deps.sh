@@ -12,9 +12,15 @@ packages=(
   libcpp-httplib-dev prometheus-cpp-dev  # /metrics, /healthz, /readyz
   openssl  # the admin TLS test makes a certificate
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libsimdjson-dev  # the decoder's JSON: headers column, logical decoding message content
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15
+  iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose
+  # ctest -L ops: promtool checks and tests the alerting rules (the package also brings the
+  # Prometheus server, which nothing here starts); the Kubernetes API's types check the
+  # manifests (tests/ops/check_kubernetes.py, run by /usr/bin/python3).
+  prometheus python3-yaml python3-kubernetes
 )
 
 missing=()

@@ -14,7 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "sink/kafka_sink.h"
+#include "sink/sink_config.h"
 
 namespace outboxd::sink {
 

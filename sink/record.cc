@@ -2,9 +2,49 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "outboxd/event_sink.h"
+#include "outboxd/log.h"
 
 namespace outboxd::sink {
+namespace {
+
+// Kafka's own limit (kafka.common.internals.Topic.MAX_NAME_LENGTH).
+constexpr size_t kMaxTopicNameLength = 249;
+
+std::string QuoteTopic(absl::string_view topic) {
+  return absl::StrCat("\"", absl::CHexEscape(topic), "\"");
+}
+
+}  // namespace
+
+absl::Status ValidateTopicName(absl::string_view topic) {
+  if (topic.empty()) {
+    return absl::InvalidArgumentError("topic name \"\" is empty; Kafka needs at least 1 character");
+  }
+  if (topic == "." || topic == "..") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("topic name ", QuoteTopic(topic), " is reserved; Kafka rejects \".\" and \"..\""));
+  }
+  if (topic.size() > kMaxTopicNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat("topic name ", QuoteTopic(topic), " is ",
+                                                   topic.size(),
+                                                   " characters long; Kafka allows at most ",
+                                                   kMaxTopicNameLength));
+  }
+  for (size_t i = 0; i < topic.size(); ++i) {
+    const char c = topic[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "topic name ", QuoteTopic(topic), " has '", absl::CHexEscape(absl::string_view(&c, 1)),
+          "' at position ", i, "; Kafka allows only ASCII letters, digits, '.', '_' and '-'"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 size_t Record::ByteSize() const {
   size_t n = key.size() + value.size();
@@ -65,6 +105,45 @@ Record DeadLetterCopy(const Record& record, absl::string_view reason, bool strip
   copy.headers.emplace_back(kDeadLetterOriginalTopicHeader, record.topic);
   copy.topic = config.dead_letter_topic;
   return copy;
+}
+
+absl::Status PoisonError(absl::string_view event_id, absl::string_view reason) {
+  return SinkError(
+      SinkFailure::kPoison,
+      absl::FailedPreconditionError(absl::StrCat(
+          "poison event: Kafka cannot take event id=", event_id, ": ", reason,
+          ". Stopping because of --on_poison=stop; nothing past it is confirmed. Fix the row or "
+          "the broker limit and restart, or run with --on_poison=dead-letter to park such events")));
+}
+
+std::string TooLargeReason(size_t bytes, int64_t message_max_bytes) {
+  return absl::StrCat("record of ", bytes, " bytes exceeds message.max.bytes=", message_max_bytes,
+                      "; raise it on the broker and in --kafka_property=message.max.bytes=...");
+}
+
+absl::Status SendEvent(const v1::OutboxEvent& event, absl::string_view topic_override,
+                       const SinkConfig& config, int64_t message_max_bytes, Record* scratch,
+                       absl::FunctionRef<absl::Status(const Record&)> send, bool* dead_lettered) {
+  *dead_lettered = false;
+  Record& record = *scratch;
+  BuildRecord(event, topic_override, config, &record);
+  if (!record.dead_letter_reason.empty()) {
+    if (config.stop_on_poison) return PoisonError(event.id(), record.dead_letter_reason);
+    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ", record.topic,
+                            ": ", record.dead_letter_reason));
+  }
+  absl::Status sent = send(record);
+  if (absl::IsOutOfRange(sent) && record.dead_letter_reason.empty()) {
+    const std::string reason = TooLargeReason(record.ByteSize(), message_max_bytes);
+    if (config.stop_on_poison) return PoisonError(event.id(), reason);
+    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
+                            config.dead_letter_topic, " without its payload: ", reason));
+    sent = send(DeadLetterCopy(record, reason, /*strip_payload=*/true, config));
+    if (sent.ok()) *dead_lettered = true;
+    return sent;
+  }
+  if (sent.ok() && !record.dead_letter_reason.empty()) *dead_lettered = true;
+  return sent;
 }
 
 }  // namespace outboxd::sink

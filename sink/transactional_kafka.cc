@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "sink/producer.h"
 #include "sink/rdkafka_util.h"
 
 namespace outboxd::sink {
@@ -49,7 +50,7 @@ absl::Status TxnStatus(ErrorPtr error, absl::string_view what) {
   return absl::UnavailableError(message);
 }
 
-// librdkafka behind TransactionalKafka.
+// librdkafka behind TransactionalKafka, on the shared Producer core.
 //
 // Thread: the owning thread calls everything; delivery reports (which record
 // the first failed record of the open transaction, so FlushTransaction() can
@@ -57,39 +58,25 @@ absl::Status TxnStatus(ErrorPtr error, absl::string_view what) {
 // transactional calls.
 class RdKafkaTransactional final : public TransactionalKafka {
  public:
-  RdKafkaTransactional(SinkConfig config) : config_(std::move(config)) {}
-  ~RdKafkaTransactional() override { producer_.Reset(); }
+  explicit RdKafkaTransactional(SinkConfig config) : config_(std::move(config)) {}
+  ~RdKafkaTransactional() override { producer_.reset(); }
 
   absl::Status Init(absl::string_view transactional_id) {
-    ConfPtr conf(rd_kafka_conf_new());
-    if (absl::Status s = ApplyProducerProperties(
-            conf.get(), config_,
-            {{"transactional.id", std::string(transactional_id)},
-             {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)},
-             // Bounded by the transaction timeout; a timed-out record aborts
-             // its transaction, which readers never see, so order holds.
-             {"message.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}});
-        !s.ok()) {
-      return s;
-    }
-    rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
-    rd_kafka_conf_set_opaque(conf.get(), this);
-    rd_kafka_conf_set_dr_msg_cb(conf.get(), &RdKafkaTransactional::DeliveryReport);
-    std::array<char, 512> errstr{};
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr.data(), errstr.size());
-    if (rk == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot create the Kafka producer: ", errstr.data()));
-    }
-    conf.release();
-    producer_ = ProducerHandle(rk);
-    auto wakeup = WakeupPipe::Attach(rk);
-    if (!wakeup.ok()) return wakeup.status();
-    wakeup_ = std::move(*wakeup);
+    auto producer = Producer::Create(
+        config_,
+        {{"transactional.id", std::string(transactional_id)},
+         {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)},
+         // Bounded by the transaction timeout; a timed-out record aborts
+         // its transaction, which readers never see, so order holds.
+         {"message.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}},
+        [this](const rd_kafka_message_t& message) { OnReport(message); });
+    if (!producer.ok()) return producer.status();
+    producer_ = std::move(*producer);
     return absl::OkStatus();
   }
 
   absl::Status InitTransactions() override {
-    return TxnStatus(ErrorPtr(rd_kafka_init_transactions(producer_.get(), kTransactionTimeoutMs)),
+    return TxnStatus(ErrorPtr(rd_kafka_init_transactions(producer_->get(), kTransactionTimeoutMs)),
                      "initialising Kafka transactions");
   }
 
@@ -98,46 +85,17 @@ class RdKafkaTransactional final : public TransactionalKafka {
 
   absl::Status BeginTransaction() override {
     failed_record_ = RD_KAFKA_RESP_ERR_NO_ERROR;
-    return TxnStatus(ErrorPtr(rd_kafka_begin_transaction(producer_.get())),
+    return TxnStatus(ErrorPtr(rd_kafka_begin_transaction(producer_->get())),
                      "beginning a Kafka transaction");
   }
 
-  absl::Status Send(const Record& record) override {
-    HeadersPtr hdrs(rd_kafka_headers_new(record.headers.size()));
-    for (const auto& [name, value] : record.headers) {
-      rd_kafka_header_add(hdrs.get(), name.data(), static_cast<ssize_t>(name.size()), value.data(),
-                          static_cast<ssize_t>(value.size()));
-    }
-    rd_kafka_topic_t* topic = producer_.Topic(record.topic);
-    if (topic == nullptr) {
-      const rd_kafka_resp_err_t err = rd_kafka_last_error();
-      return absl::UnavailableError(absl::StrCat("cannot queue a record for ", record.topic, ": ",
-                                                 rd_kafka_err2name(err), ": ", rd_kafka_err2str(err)));
-    }
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_VALUE(const_cast<char*>(record.value.data()), record.value.size()),
-        RD_KAFKA_V_KEY(record.key.data(), record.key.size()), RD_KAFKA_V_HEADERS(hdrs.get()),
-        RD_KAFKA_V_END);
-    switch (err) {
-      case RD_KAFKA_RESP_ERR_NO_ERROR:
-        hdrs.release();  // librdkafka owns them now
-        return absl::OkStatus();
-      case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-        return absl::ResourceExhaustedError("Kafka producer queue is full");
-      case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-        return absl::OutOfRangeError("record larger than message.max.bytes");
-      default:
-        return absl::UnavailableError(absl::StrCat("cannot queue a record for ", record.topic, ": ",
-                                                   rd_kafka_err2name(err), ": ", rd_kafka_err2str(err)));
-    }
-  }
+  absl::Status Send(const Record& record) override { return producer_->Send(record, nullptr); }
 
   absl::Status FlushTransaction() override {
     // Every record's fate first: a record that failed (e.g. timed out in the
     // queue during an outage) must abort the transaction, never be committed
     // around; librdkafka 2.0.2 does not always fail the commit for it.
-    rd_kafka_flush(producer_.get(), kTransactionTimeoutMs);
+    producer_->Flush(kTransactionTimeoutMs);
     if (failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
     const std::string why = absl::StrCat("a record of the transaction was not delivered: ",
                                          rd_kafka_err2name(failed_record_), ": ",
@@ -148,37 +106,30 @@ class RdKafkaTransactional final : public TransactionalKafka {
 
   absl::Status CommitTransaction() override {
     if (absl::Status flushed = FlushTransaction(); !flushed.ok()) return flushed;
-    return TxnStatus(ErrorPtr(rd_kafka_commit_transaction(producer_.get(), kTransactionTimeoutMs)),
+    return TxnStatus(ErrorPtr(rd_kafka_commit_transaction(producer_->get(), kTransactionTimeoutMs)),
                      "committing the Kafka transaction");
   }
 
   absl::Status AbortTransaction() override {
-    return TxnStatus(ErrorPtr(rd_kafka_abort_transaction(producer_.get(), kTransactionTimeoutMs)),
+    return TxnStatus(ErrorPtr(rd_kafka_abort_transaction(producer_->get(), kTransactionTimeoutMs)),
                      "aborting the Kafka transaction");
   }
 
-  void Poll(int timeout_ms) override {
-    wakeup_.Drain();
-    rd_kafka_poll(producer_.get(), timeout_ms);
-    while (rd_kafka_poll(producer_.get(), 0) > 0) {
-    }
-  }
-
-  int wakeup_fd() const override { return wakeup_.fd(); }
+  void Poll(int timeout_ms) override { producer_->Poll(timeout_ms); }
+  int wakeup_fd() const override { return producer_->fd(); }
+  int64_t message_max_bytes() const override { return producer_->message_max_bytes(); }
+  bool Reachable() const override { return producer_->reachable(); }
 
  private:
-  // Runs on the owning thread, inside Poll(), flush and the transactional calls.
-  static void DeliveryReport(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
-    auto* self = static_cast<RdKafkaTransactional*>(opaque);
-    if (message->err != RD_KAFKA_RESP_ERR_NO_ERROR && self->failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      self->failed_record_ = message->err;
+  void OnReport(const rd_kafka_message_t& message) {
+    if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      failed_record_ = message.err;
     }
   }
 
   rd_kafka_resp_err_t failed_record_ = RD_KAFKA_RESP_ERR_NO_ERROR;  // first failure in this transaction
   SinkConfig config_;
-  WakeupPipe wakeup_;  // declared before producer_: the handle goes first
-  ProducerHandle producer_;
+  std::unique_ptr<Producer> producer_;  // last: destroyed first
 };
 
 absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitted(
@@ -263,10 +214,6 @@ absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitt
 
 absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
     const SinkConfig& config, absl::string_view transactional_id) {
-  if (config.brokers.empty()) {
-    return absl::InvalidArgumentError(
-        "no Kafka brokers given: pass --brokers=HOST:PORT[,...] or set OUTBOXD_BROKERS");
-  }
   auto kafka = std::make_unique<RdKafkaTransactional>(config);
   if (absl::Status s = kafka->Init(transactional_id); !s.ok()) return s;
   return std::unique_ptr<TransactionalKafka>(std::move(kafka));

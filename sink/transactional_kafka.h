@@ -20,8 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "sink/kafka_sink.h"
 #include "sink/record.h"
+#include "sink/sink_config.h"
 
 namespace outboxd::sink {
 
@@ -57,11 +57,15 @@ class TransactionalKafka {
   virtual void Poll(int timeout_ms) = 0;
   // Turns readable when Poll() has something to serve (-1: none).
   virtual int wakeup_fd() const = 0;
+  // The client's message.max.bytes, for the reason a record is too large.
+  virtual int64_t message_max_bytes() const = 0;
+  // False while every broker is down.
+  virtual bool Reachable() const { return true; }
 };
 
-// The librdkafka implementation: a producer with transactional.id (plus
-// outboxd's producer defaults and the user's properties) and a read_committed
-// consumer for ReadLastCommitted.
+// The librdkafka implementation: the shared Producer core with
+// transactional.id (plus outboxd's producer defaults and the user's
+// properties) and a read_committed consumer for ReadLastCommitted.
 absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
     const SinkConfig& config, absl::string_view transactional_id);
 

@@ -53,38 +53,17 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
     on_delivery_(ticket, absl::OkStatus());
     return absl::OkStatus();
   }
-  Record& record = scratch_;
-  BuildRecord(event, topic_override, config_.sink, &record);
-  if (!record.dead_letter_reason.empty()) {
-    if (config_.sink.stop_on_poison) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "poison event: Kafka cannot take event id=", event.id(), ": ", record.dead_letter_reason,
-          ". Stopping because of --on_poison=stop; nothing past it is confirmed"));
-    }
-    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ", record.topic, ": ",
-                            record.dead_letter_reason));
-  }
   if (!open_) {
     if (absl::Status s = kafka_->BeginTransaction(); !s.ok()) return s;
     open_ = true;
     opened_at_ = clock_();
   }
-  absl::Status sent = kafka_->Send(record);
-  const bool too_large = absl::IsOutOfRange(sent) && record.dead_letter_reason.empty();
-  if (too_large) {
-    const std::string reason = absl::StrCat(
-        "record of ", record.ByteSize(), " bytes exceeds message.max.bytes; raise it on the "
-        "broker and in --kafka_property=message.max.bytes=...");
-    if (config_.sink.stop_on_poison) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "poison event: Kafka cannot take event id=", event.id(), ": ", reason,
-          ". Stopping because of --on_poison=stop; nothing past it is confirmed"));
-    }
-    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic without its payload: ", reason));
-    sent = kafka_->Send(DeadLetterCopy(record, reason, /*strip_payload=*/true, config_.sink));
-  }
+  bool dead_lettered = false;
+  absl::Status sent = SendEvent(event, topic_override, config_.sink, kafka_->message_max_bytes(),
+                                &scratch_, [&](const Record& r) { return kafka_->Send(r); },
+                                &dead_lettered);
   if (!sent.ok()) return sent;  // ResourceExhausted included: the caller retries
-  if (too_large || !record.dead_letter_reason.empty()) ++dead_lettered_;
+  if (dead_lettered) ++dead_lettered_;
   inside_pg_transaction_ = true;
   ++batch_events_;
   if (!batch_tickets_.empty() && batch_tickets_.back().first == ticket) {
@@ -158,15 +137,17 @@ void TransactionalSink::FailCommit(const absl::Status& committed) {
   if (absl::IsFailedPrecondition(committed)) {
     // The rejected record is not named in the error, so it cannot be parked
     // in the dead-letter topic, and retrying would fail the same way forever.
-    Abort(absl::FailedPreconditionError(absl::StrCat(
+    Abort(SinkError(SinkFailure::kPoison, absl::FailedPreconditionError(absl::StrCat(
         "poison event: Kafka rejected a record of the transaction (", committed.message(),
         "); in exactly-once mode outboxd cannot tell which event, so it stops instead of "
         "retrying forever. Nothing past the last committed checkpoint is confirmed. Fix: raise "
         "message.max.bytes on the broker to at least the client's, or find the row with "
-        "`outboxd peek` and correct it, then restart")));
+        "`outboxd peek` and correct it, then restart"))));
     return;
   }
-  Abort(absl::UnavailableError(absl::StrCat("Kafka transaction not committed: ", committed.message())));
+  Abort(SinkError(SinkFailure::kRewind, absl::UnavailableError(absl::StrCat(
+                                            "Kafka transaction not committed: ",
+                                            committed.message()))));
 }
 
 void TransactionalSink::Abort(const absl::Status& why) {

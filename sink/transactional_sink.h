@@ -32,6 +32,8 @@
 // saying which record it was: every ticket is then reported FailedPrecondition
 // (a poison event: the relay stops rather than retry forever).
 //
+// An EventSink (outboxd/event_sink.h) for the relay.
+//
 // Thread: one owning thread; delivery callbacks run inside its calls.
 #ifndef OUTBOXD_SINK_TRANSACTIONAL_SINK_H_
 #define OUTBOXD_SINK_TRANSACTIONAL_SINK_H_
@@ -46,9 +48,11 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "outboxd/event_sink.h"
 #include "outboxd/lsn.h"
 #include "outboxd/v1/event.pb.h"
-#include "sink/kafka_sink.h"
+#include "sink/record.h"
+#include "sink/sink_config.h"
 #include "sink/transactional_kafka.h"
 
 namespace outboxd::sink {
@@ -61,7 +65,7 @@ struct TransactionalConfig {
   absl::Duration max_batch_age = absl::Milliseconds(100);
 };
 
-class TransactionalSink {
+class TransactionalSink final : public EventSink {
  public:
   using Clock = std::function<absl::Time()>;
 
@@ -69,26 +73,27 @@ class TransactionalSink {
       TransactionalConfig config, std::unique_ptr<TransactionalKafka> kafka,
       DeliveryCallback on_delivery, Clock clock = absl::Now);
   // An open transaction is aborted: its events were not acknowledged.
-  ~TransactionalSink();
+  ~TransactionalSink() override;
 
   // End LSN from the last committed checkpoint (0/0 if none).
-  Lsn RecoveredPosition() const { return recovered_; }
+  Lsn RecoveredPosition() const override { return recovered_; }
 
   absl::Status Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
-                       Ticket ticket);
-  void EndOfTransaction(Lsn end_lsn);
-  void StreamIdle();
-  void Poll(int timeout_ms);
-  int wakeup_fd() const { return kafka_->wakeup_fd(); }
+                       Ticket ticket) override;
+  void EndOfTransaction(Lsn end_lsn) override;
+  void StreamIdle() override;
+  void Poll(int timeout_ms) override;
+  int wakeup_fd() const override { return kafka_->wakeup_fd(); }
   // Commits a batch that ends at a transaction boundary; aborts one that does
   // not (its events were never acknowledged and will be read again).
-  absl::Status Flush(absl::Duration timeout);
-  int InFlight() const { return static_cast<int>(batch_events_); }
+  absl::Status Flush(absl::Duration timeout) override;
+  int InFlight() const override { return static_cast<int>(batch_events_); }
+  uint64_t DeadLettered() const override { return dead_lettered_; }
+  bool Reachable() const override { return kafka_->Reachable(); }
 
   // For tests and logs.
   uint64_t transactions_committed() const { return transactions_committed_; }
   uint64_t events_skipped() const { return events_skipped_; }
-  uint64_t dead_lettered() const { return dead_lettered_; }
 
  private:
   TransactionalSink(TransactionalConfig config, std::unique_ptr<TransactionalKafka> kafka,

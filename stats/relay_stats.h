@@ -70,10 +70,21 @@ struct RelayStats {
     absl::MutexLock lock(&mu);
     server_version_ = std::move(v);
   }
+  // Topic of the oldest event Kafka has not acknowledged (empty: none or unknown); set when
+  // it changes, at most once per status interval, for the "stalled" log line.
+  std::string oldest_unacked_topic() const {
+    absl::MutexLock lock(&mu);
+    return oldest_unacked_topic_;
+  }
+  void set_oldest_unacked_topic(std::string topic) {
+    absl::MutexLock lock(&mu);
+    oldest_unacked_topic_ = std::move(topic);
+  }
 
  private:
   mutable absl::Mutex mu;
   std::string server_version_ ABSL_GUARDED_BY(mu);
+  std::string oldest_unacked_topic_ ABSL_GUARDED_BY(mu);
 };
 
 }  // namespace outboxd::stats

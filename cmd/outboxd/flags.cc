@@ -66,8 +66,16 @@ ABSL_FLAG(std::string, kafka_property, "",
 ABSL_FLAG(absl::Duration, status_interval, absl::Seconds(1),
           "how often the confirmed position is reported to PostgreSQL");
 ABSL_FLAG(absl::Duration, max_backoff, absl::Seconds(5), "longest wait between reconnect attempts");
+ABSL_FLAG(absl::Duration, replication_timeout, absl::Seconds(30),
+          "after this long without a message from PostgreSQL, ask it for a reply and "
+          "reconnect if none comes within 10 s (a dead network path or a hung server); 0 turns "
+          "the check off");
 ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "on SIGTERM, how long to wait for Kafka to acknowledge events in flight");
+ABSL_FLAG(absl::Duration, stall_timeout, absl::Minutes(5),
+          "run: /healthz answers 503 (and outboxd_stalled is 1) once events are in flight, or WAL "
+          "was received, and nothing has been acknowledged or confirmed for this long while not "
+          "paused; 0 disables it");
 ABSL_FLAG(std::string, log_format, "text", "text or json");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 // tail.
@@ -154,7 +162,7 @@ const std::vector<FlagGroup>& FlagGroups() {
       {"Routing and producer", {"run"},
        {"topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "kafka_property"}},
       {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "transaction_max_events", "transaction_max_age"}},
-      {"Behaviour", {"run"}, {"status_interval", "max_backoff", "shutdown_timeout"}},
+      {"Behaviour", {"run"}, {"status_interval", "max_backoff", "replication_timeout", "shutdown_timeout", "stall_timeout"}},
       {"Admin API and metrics", {"run"},
        {"admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen"}},
       {"tail", {"tail"}, {"topic", "from", "limit", "timeout"}},

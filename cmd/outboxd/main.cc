@@ -94,16 +94,22 @@ absl::Status RequireBrokers() {
       "no Kafka brokers given: pass --brokers=HOST:PORT[,HOST:PORT...] or set OUTBOXD_BROKERS");
 }
 
-// Connects and runs the checks both init and run need; creates what is missing.
-absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool create_table) {
+// Connects and runs the checks both init and run need. Only init creates what
+// is missing (table, publication, slot): run never creates a slot, since one
+// made after a failover or a DROP would silently skip what the old one held.
+absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init) {
   auto conn = outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql);
   if (!conn.ok()) return conn.status();
   if (absl::Status s = outboxd::cdc::CheckServer(conn->get(), config); !s.ok()) return s;
   if (config.source.table) {  // a messages-only outbox has no table
-    if (create_table) {
+    if (init) {
       if (absl::Status s = outboxd::cdc::CreateTableIfMissing(conn->get(), config); !s.ok()) return s;
     }
     if (absl::Status s = outboxd::cdc::CheckTable(conn->get(), config); !s.ok()) return s;
+  }
+  if (!init) {
+    if (absl::Status s = outboxd::cdc::CheckPublication(conn->get(), config); !s.ok()) return s;
+    return outboxd::cdc::CheckSlot(conn->get(), config);
   }
   if (absl::Status s = outboxd::cdc::EnsurePublication(conn->get(), config); !s.ok()) return s;
   return outboxd::cdc::EnsureSlot(conn->get(), config);
@@ -113,7 +119,7 @@ int Init() {
   if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
   auto config = OutboxConfigFromFlags();
   if (!config.ok()) return Fail(config.status(), kExitUsage);
-  auto confirmed = PrepareDatabase(*config, /*create_table=*/true);
+  auto confirmed = PrepareDatabase(*config, /*init=*/true);
   if (!confirmed.ok()) return Fail(confirmed.status());
   std::cout << "ready: " << (config->source.table ? "table " + config->table.QualifiedName() : "messages only")
             << ", publication "
@@ -121,47 +127,6 @@ int Init() {
             << confirmed->ToString() << ")" << std::endl;
   return 0;
 }
-
-// KafkaSink behind cdc's EventSink: the one place that knows both.
-class KafkaEventSink : public outboxd::cdc::EventSink {
- public:
-  explicit KafkaEventSink(std::unique_ptr<outboxd::sink::KafkaSink> sink) : sink_(std::move(sink)) {}
-  absl::Status Produce(const outboxd::v1::OutboxEvent& event, absl::string_view topic_override,
-                       uint64_t ticket) override {
-    return sink_->Produce(event, topic_override, ticket);
-  }
-  void Poll(int timeout_ms) override { sink_->Poll(timeout_ms); }
-  int wakeup_fd() const override { return sink_->wakeup_fd(); }
-  absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
-  int InFlight() const override { return sink_->InFlight(); }
-  uint64_t DeadLettered() const override { return sink_->DeadLettered(); }
-  bool Reachable() const override { return sink_->BrokersReachable(); }
-
- private:
-  std::unique_ptr<outboxd::sink::KafkaSink> sink_;
-};
-
-// TransactionalSink (exactly-once) behind cdc's EventSink.
-class TransactionalEventSink : public outboxd::cdc::EventSink {
- public:
-  explicit TransactionalEventSink(std::unique_ptr<outboxd::sink::TransactionalSink> sink)
-      : sink_(std::move(sink)) {}
-  absl::Status Produce(const outboxd::v1::OutboxEvent& event, absl::string_view topic_override,
-                       uint64_t ticket) override {
-    return sink_->Produce(event, topic_override, ticket);
-  }
-  void Poll(int timeout_ms) override { sink_->Poll(timeout_ms); }
-  int wakeup_fd() const override { return sink_->wakeup_fd(); }
-  absl::Status Flush(absl::Duration timeout) override { return sink_->Flush(timeout); }
-  int InFlight() const override { return sink_->InFlight(); }
-  void EndOfTransaction(outboxd::Lsn end_lsn) override { sink_->EndOfTransaction(end_lsn); }
-  void StreamIdle() override { sink_->StreamIdle(); }
-  outboxd::Lsn RecoveredPosition() const override { return sink_->RecoveredPosition(); }
-  uint64_t DeadLettered() const override { return sink_->dead_lettered(); }
-
- private:
-  std::unique_ptr<outboxd::sink::TransactionalSink> sink_;
-};
 
 std::atomic<outboxd::cdc::Relay*> g_relay{nullptr};
 std::atomic<bool> g_stop_requested{false};
@@ -227,20 +192,22 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     return Fail(probe.status(), kExitUsage);
   }
 
-  auto confirmed = PrepareDatabase(*config, /*create_table=*/false);
+  auto confirmed = PrepareDatabase(*config, /*init=*/false);
   if (!confirmed.ok()) return Fail(confirmed.status());
 
   outboxd::cdc::RelayOptions options;
   options.conninfo = absl::GetFlag(FLAGS_postgres);
   options.outbox = *config;
   options.dead_letter_topic = sink_config.dead_letter_topic;
+  options.topic_prefix = sink_config.topic_prefix;
   options.stop_on_poison = sink_config.stop_on_poison;
   options.sink_per_session = delivery == "exactly-once";
   options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers, " (", delivery, ")");
   options.status_interval = absl::GetFlag(FLAGS_status_interval);
   options.max_backoff = absl::GetFlag(FLAGS_max_backoff);
+  options.replication_timeout = absl::GetFlag(FLAGS_replication_timeout);
   options.shutdown_flush_timeout = absl::GetFlag(FLAGS_shutdown_timeout);
-  outboxd::cdc::EventSink::Factory factory;
+  outboxd::EventSink::Factory factory;
   if (delivery == "exactly-once") {
     outboxd::sink::TransactionalConfig txn_config;
     txn_config.sink = sink_config;
@@ -251,20 +218,20 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     // One transactional id per slot: a restarted or second relay on the slot
     // fences the previous one.
     const std::string transactional_id = absl::StrCat("outboxd-", config->slot);
-    factory = [txn_config, transactional_id](outboxd::cdc::EventSink::DeliveryCallback cb)
-        -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+    factory = [txn_config, transactional_id](outboxd::EventSink::DeliveryCallback cb)
+        -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       auto kafka = outboxd::sink::MakeRdKafkaTransactional(txn_config.sink, transactional_id);
       if (!kafka.ok()) return kafka.status();
       auto sink = outboxd::sink::TransactionalSink::Create(txn_config, std::move(*kafka), std::move(cb));
       if (!sink.ok()) return sink.status();
-      return std::make_unique<TransactionalEventSink>(std::move(*sink));
+      return std::unique_ptr<outboxd::EventSink>(std::move(*sink));
     };
   } else {
-    factory = [sink_config](outboxd::cdc::EventSink::DeliveryCallback cb)
-        -> absl::StatusOr<std::unique_ptr<outboxd::cdc::EventSink>> {
+    factory = [sink_config](outboxd::EventSink::DeliveryCallback cb)
+        -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       auto sink = outboxd::sink::KafkaSink::Create(sink_config, std::move(cb));
       if (!sink.ok()) return sink.status();
-      return std::make_unique<KafkaEventSink>(std::move(*sink));
+      return std::unique_ptr<outboxd::EventSink>(std::move(*sink));
     };
   }
   outboxd::stats::RelayStats stats;
@@ -273,7 +240,8 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   outboxd::admin::StatusReporter reporter(
       &stats, {.slot = config->slot,
                .publication = config->publication,
-               .table = config->source.table ? config->table.QualifiedName() : ""});
+               .table = config->source.table ? config->table.QualifiedName() : "",
+               .stall_timeout = absl::GetFlag(FLAGS_stall_timeout)});
   std::unique_ptr<outboxd::admin::AdminServer> admin_server;
   if (!admin_options.listen.empty()) {
     auto server = outboxd::admin::AdminServer::Create(

@@ -86,6 +86,29 @@ TEST_F(MessagesSourceTest, MalformedContentGoesToDeadLetterAndStreamGoesOn) {
   EXPECT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn()));
 }
 
+// Issue 10: numbers went through a double ("1.23457e+06" for both ids) and the
+// payload was re-serialized from doubles (2^53 + 1 lost its last digit).
+TEST_F(MessagesSourceTest, NumbersAndPayloadArriveExactly) {
+  Start("messages");
+  ASSERT_OK(env_.Sql(absl::StrCat(
+      "BEGIN;",
+      Emit(R"({"id": 1234567, "aggregate_type": "order", "aggregate_id": 1234568, )"
+           R"("event_type": "Big", "payload": {"big": 9007199254740993}})"),
+      Emit(R"({"id": 1234568, "aggregate_type": "order", "aggregate_id": 1234568, )"
+           R"("event_type": "Big", "payload": {"price": 1.10, "list": [1, 2.50]}})"),
+      "COMMIT;")));
+  std::vector<Event> events = env_.ReadEvents("outbox.event.order", 2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].Header("id"), "1234567");
+  EXPECT_EQ(events[0].event.id(), "1234567");
+  EXPECT_EQ(events[0].record.key, "1234568");
+  EXPECT_EQ(events[0].event.aggregate_id(), "1234568");
+  EXPECT_EQ(events[0].event.payload(), R"({"big": 9007199254740993})");
+  EXPECT_EQ(events[1].Header("id"), "1234568");
+  EXPECT_EQ(events[1].record.key, "1234568");
+  EXPECT_EQ(events[1].event.payload(), R"({"price": 1.10, "list": [1, 2.50]})");
+}
+
 TEST_F(MessagesSourceTest, BothSourcesInOneTransaction) {
   Start("both");
   ASSERT_OK(env_.Sql(absl::StrCat(

@@ -451,14 +451,14 @@ TEST(KafkaSinkTest, BrokersDownThenUpDeliversEverythingInOrder) {
   }
   // Nothing can be delivered while every broker is down; librdkafka reports
   // that once all its connections have failed.
-  EXPECT_TRUE(h->PollUntil([&] { return !h->sink->BrokersReachable(); }, absl::Seconds(15)));
+  EXPECT_TRUE(h->PollUntil([&] { return !h->sink->Reachable(); }, absl::Seconds(15)));
   EXPECT_EQ(h->reports.size(), 1u);
   EXPECT_EQ(h->sink->InFlight(), 30);
 
   cluster.SetAllBrokers(true);
   ASSERT_TRUE(h->WaitForReports(31, absl::Seconds(30)));
   ExpectEachTicketOkOnce(h->reports, tickets);
-  EXPECT_TRUE(h->sink->BrokersReachable());
+  EXPECT_TRUE(h->sink->Reachable());
 
   std::vector<Record> records = ReadRecords(cluster.bootstraps(), "outbox.event.order", 31);
   ASSERT_EQ(records.size(), 31u);

@@ -123,6 +123,7 @@ class ModelProducer : public TransactionalKafka {
   }
   void Poll(int) override {}
   int wakeup_fd() const override { return -1; }
+  int64_t message_max_bytes() const override { return 1048588; }
 
  private:
   absl::Status CheckEpoch() const {
