@@ -7,7 +7,7 @@ JOBS ?= 2
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DOUTBOXD_WERROR=$(WERROR)
 
-.PHONY: all deps build test unit-test integration-test demo clean fuzz fuzz-build
+.PHONY: all deps build test unit-test integration-test kafka-test kafka-jars demo clean fuzz fuzz-build
 
 all: build
 
@@ -20,8 +20,14 @@ $(BUILD_DIR)/CMakeCache.txt: | deps
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Every test: unit tests and integration tests (real PostgreSQL + kafka-mock).
-test: build fuzz-build
+# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml), resolved once into
+# ~/.cache/outboxd/kafka-jars; offline and instant once there.
+kafka-jars: deps
+	@./scripts/fetch-kafka-jars.sh >/dev/null
+
+# Every test: unit tests, integration tests (real PostgreSQL + kafka-mock) and the same
+# guarantees on real Apache Kafka (ctest label kafka).
+test: build fuzz-build kafka-jars
 	./scripts/check-compose.sh
 	# Bench smoke run (~2 min: outboxd both modes, Debezium both configs, polling and the Kafka
 	# floor for a few seconds each on real Kafka): keeps the harness from rotting; no targets.
@@ -29,10 +35,14 @@ test: build fuzz-build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
 unit-test: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -LE integration
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -LE "integration|kafka"
 
 integration-test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -L integration
+
+# The real-broker tests alone (tests/kafka/): clusters start and stop as ctest fixtures.
+kafka-test: build kafka-jars
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -L kafka
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/bin

@@ -10,7 +10,7 @@
 //   kafka-mock (default)   at_least_once: every scenario; exactly_once: every scenario but those
 //                          marked `kills_relay` (kill -9) or `at_least_once_only`, duplicates
 //                          reported, not asserted.
-//   external Kafka         (OUTBOXD_TEST_KAFKA_BROKERS set, tests/real-kafka/run.sh) every scenario
+//   external Kafka         (OUTBOXD_TEST_KAFKA_CLUSTER or _BROKERS set; ctest -L kafka) every scenario
 //                          but those marked `needs_mock_control` (kafka-mock's injected errors);
 //                          exactly_once asserts zero duplicates, kill -9 included.
 // Zero loss, nothing rolled back present and per-aggregate order are asserted everywhere.
@@ -153,6 +153,12 @@ class FaultTest : public ::testing::TestWithParam<FaultCase> {
     // Exists before the marked event is produced, so no metadata round trip delays it behind
     // workload records (the rejected Produce request must be the marked event's).
     ASSERT_OK(env_.kafka().CreateTopic(names_->poison_topic, 1));
+    // A real Kafka with auto-creation off needs the checkpoint topic before the first batch
+    // (compacted, as outboxd documents it).
+    if (env_.external() != nullptr && mode().exactly_once) {
+      ASSERT_OK(env_.external()->CreateTopicWithConfig(names_->checkpoint_topic, 1,
+                                                      {{"cleanup.policy", "compact"}}));
+    }
     workload_ = std::make_unique<Workload>(env_.pg().ConnInfo(),
                                            WorkloadOptions{.writers = 4, .seed = seed_});
     ASSERT_OK(workload_->Setup());

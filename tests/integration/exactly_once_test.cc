@@ -1,6 +1,6 @@
 // --delivery=exactly-once on real PostgreSQL + kafka-mock. The mock accepts
 // transactions but shows aborted and open ones to every reader, so these
-// tests avoid crashes (those run against a real Kafka: tests/real-kafka/);
+// tests avoid crashes (those run against a real Kafka: ctest -L kafka, tests/kafka/);
 // they check the wiring: batching, checkpoint records, resume after a crash
 // that followed a commit, the standby, and riding out a broker outage without
 // loss (repeats there are printed: kafka-mock shows aborted batches).
@@ -34,7 +34,7 @@ class ExactlyOnceTest : public ::testing::Test {
   }
   // Last checkpoint in the checkpoint topic for slot "outboxd".
   Lsn LastCheckpoint() {
-    auto records = ReadTopic(env_.Brokers(), "outboxd.checkpoints", 100000, absl::Seconds(3));
+    auto records = ReadTopic(env_.Brokers(), env_.Topic("outboxd.checkpoints"), 100000, absl::Seconds(3));
     Lsn last;
     if (!records.ok()) return last;
     for (const KafkaRecord& r : *records) {
@@ -97,7 +97,7 @@ TEST_F(ExactlyOnceTest, CrashAfterKafkaCommitResumesFromCheckpointNotSlot) {
   ASSERT_TRUE(relay);
   ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << relay->Stderr();
   EXPECT_THAT(relay->Stderr(), ::testing::HasSubstr(absl::StrCat(
-                                   "checkpoint for slot outboxd in outboxd.checkpoints: ",
+                                   "checkpoint for slot outboxd in ", env_.Topic("outboxd.checkpoints"), ": ",
                                    checkpoint.ToString())));
   std::vector<Event> events = env_.ReadAllCommitted("outbox.event.order", 300);
   EXPECT_EQ(CountIds(events).size(), 150u);
@@ -122,7 +122,7 @@ TEST_F(ExactlyOnceTest, BrokerOutageLosesNothingAndConfirmsNothingEarly) {
   EXPECT_EQ(count.size(), 21u);
   // kafka-mock shows the records of aborted transactions too, so repeats of a
   // batch that failed during the outage can appear here; a read_committed
-  // consumer on a real Kafka would not see them (tests/real-kafka/).
+  // consumer on a real Kafka would not see them (ctest -L kafka).
   std::cerr << "exactly-once outage on kafka-mock: " << events.size() << " records for 21 events\n";
   EXPECT_EQ(relay->Terminate(), 0);
 }

@@ -10,14 +10,21 @@
 // Tests talk to a real server and a real Kafka-protocol broker; only the
 // assertions are in-process.
 //
-// External Kafka: with OUTBOXD_TEST_KAFKA_BROKERS set, no kafka-mock is started and kafka() is an
-// ExternalKafka on those brokers (tests/support/external_kafka.h). A real broker keeps topics
-// between tests, so a test meant to run there names its topics uniquely (the fault suite derives
-// every name from a per-test prefix); kafka().HasMockControl() is false there.
+// External Kafka: with OUTBOXD_TEST_KAFKA_CLUSTER or OUTBOXD_TEST_KAFKA_BROKERS set, no
+// kafka-mock is started and kafka() is an ExternalKafka (tests/support/external_kafka.h);
+// kafka().HasMockControl() is false there. A real broker is shared by the tests running at once
+// and keeps their topics, so there every name the relay derives from its defaults is given a
+// prefix unique to the test: StartRelay passes --topic_prefix, --dead_letter_topic and
+// --checkpoint_topic under it (a test's own flags come later and win), and Topic() maps
+// "outbox.*"/"outboxd.*" names to it for CreateTopic and ReadEvents. Tests keep writing
+// "outbox.event.order".
 #ifndef OUTBOXD_TESTS_INTEGRATION_RELAY_ENV_H_
 #define OUTBOXD_TESTS_INTEGRATION_RELAY_ENV_H_
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -25,7 +32,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "outboxd/lsn.h"
@@ -76,6 +86,26 @@ inline void SortById(std::vector<Event>& events) {
   });
 }
 
+// kafka() of an environment on a shared real Kafka: CreateTopic maps the name like Topic().
+class NamespacedKafka : public KafkaControl {
+ public:
+  NamespacedKafka(std::unique_ptr<ExternalKafka> kafka, std::function<std::string(absl::string_view)> map)
+      : kafka_(std::move(kafka)), map_(std::move(map)) {}
+  const std::string& bootstrap() const override { return kafka_->bootstrap(); }
+  absl::Status CreateTopic(absl::string_view name, int partitions) override {
+    return kafka_->CreateTopic(map_(name), partitions);
+  }
+  absl::Status AllDown() override { return kafka_->AllDown(); }
+  absl::Status AllUp() override { return kafka_->AllUp(); }
+  absl::Status Command(absl::string_view line) override { return kafka_->Command(line); }
+  bool HasMockControl() const override { return false; }
+  ExternalKafka& external() { return *kafka_; }
+
+ private:
+  std::unique_ptr<ExternalKafka> kafka_;
+  std::function<std::string(absl::string_view)> map_;
+};
+
 class RelayEnv {
  public:
   // PostgreSQL (wal_level=logical) + kafka-mock with `brokers` brokers (or the external Kafka);
@@ -87,7 +117,11 @@ class RelayEnv {
     if (ExternalKafka::Configured()) {
       auto kafka = ExternalKafka::FromEnv();
       if (!kafka.ok()) return kafka.status();
-      kafka_ = std::move(*kafka);
+      namespace_ = UniqueTestPrefix();
+      auto ns = std::make_unique<NamespacedKafka>(
+          std::move(*kafka), [this](absl::string_view name) { return Topic(name); });
+      external_ = &ns->external();
+      kafka_ = std::move(ns);
     } else {
       auto kafka = KafkaMockProcess::Start(brokers);
       if (!kafka.ok()) return kafka.status();
@@ -102,6 +136,19 @@ class RelayEnv {
 
   PgServer& pg() { return *pg_; }
   KafkaControl& kafka() { return *kafka_; }
+  // The ExternalKafka (node control, topic configs); null on kafka-mock.
+  ExternalKafka* external() { return external_; }
+
+  // The topic a test names as `name`: on a shared real Kafka, "outbox.*" and "outboxd.*" (the
+  // relay's default names) get this test's prefix; every other name, and every name on
+  // kafka-mock, is itself.
+  std::string Topic(absl::string_view name) const {
+    if (namespace_.empty() ||
+        !(absl::StartsWith(name, "outbox.") || absl::StartsWith(name, "outboxd."))) {
+      return std::string(name);
+    }
+    return absl::StrCat(namespace_, name);
+  }
   // True when running against OUTBOXD_TEST_KAFKA_BROKERS instead of kafka-mock.
   static bool ExternalKafkaMode() { return ExternalKafka::Configured(); }
   std::string Brokers() const { return kafka_->bootstrap(); }
@@ -122,6 +169,11 @@ class RelayEnv {
   absl::StatusOr<std::unique_ptr<Subprocess>> StartRelay(std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {BinaryPath("outboxd"), "run", "--postgres=" + pg_->ConnInfo(),
                                      "--brokers=" + Brokers(), "--linger_ms=1"};
+    if (!namespace_.empty()) {
+      args.push_back("--topic_prefix=" + Topic("outbox.event."));
+      args.push_back("--dead_letter_topic=" + Topic("outbox.dead-letter"));
+      args.push_back("--checkpoint_topic=" + Topic("outboxd.checkpoints"));
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     return Subprocess::Start(std::move(args));
   }
@@ -148,7 +200,7 @@ class RelayEnv {
   std::vector<Event> ReadEvents(absl::string_view topic, size_t expected,
                                 absl::Duration deadline = absl::Seconds(30)) {
     std::vector<Event> out;
-    auto records = ReadTopic(Brokers(), topic, expected, deadline);
+    auto records = ReadTopic(Brokers(), Topic(topic), expected, deadline);
     EXPECT_TRUE(records.ok()) << records.status();
     if (!records.ok()) return out;
     for (KafkaRecord& r : *records) {
@@ -194,8 +246,22 @@ class RelayEnv {
   }
 
  private:
+  // "t<unix ms>-<pid>.<suite>.<test>." with only the characters Kafka allows in topic names.
+  static std::string UniqueTestPrefix() {
+    std::string name = "env";
+    if (const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info()) {
+      name = absl::StrCat(info->test_suite_name(), ".", info->name());
+    }
+    for (char& c : name) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
+    }
+    return absl::StrCat("t", absl::ToUnixMillis(absl::Now()), "-", getpid(), ".", name, ".");
+  }
+
   std::unique_ptr<PgServer> pg_;
   std::unique_ptr<KafkaControl> kafka_;
+  ExternalKafka* external_ = nullptr;  // inside kafka_, when external
+  std::string namespace_;              // "" on kafka-mock
 };
 
 }  // namespace outboxd::test

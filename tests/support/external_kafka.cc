@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tests/support/kafka_reader.h"
@@ -24,8 +26,9 @@ std::string Env(const char* name) {
   return v == nullptr ? "" : v;
 }
 
-absl::Status RunShell(absl::string_view what, const std::string& command,
-                      std::vector<std::pair<std::string, std::string>> env = {}) {
+// Runs `sh -c command`; its stdout on success.
+absl::StatusOr<std::string> RunShellOutput(absl::string_view what, const std::string& command,
+                                           std::vector<std::pair<std::string, std::string>> env = {}) {
   auto p = Subprocess::Start({"/bin/sh", "-c", command}, std::move(env));
   if (!p.ok()) return p.status();
   auto code = (*p)->Wait(kCommandTimeout);
@@ -37,7 +40,12 @@ absl::Status RunShell(absl::string_view what, const std::string& command,
     return absl::InternalError(absl::StrCat(what, " `", command, "` exited ", *code, ": ",
                                             (*p)->Stderr(), (*p)->Stdout()));
   }
-  return absl::OkStatus();
+  return std::string(absl::StripAsciiWhitespace((*p)->Stdout()));
+}
+
+absl::Status RunShell(absl::string_view what, const std::string& command,
+                      std::vector<std::pair<std::string, std::string>> env = {}) {
+  return RunShellOutput(what, command, std::move(env)).status();
 }
 
 struct HandleDeleter {
@@ -57,7 +65,8 @@ struct MetadataDeleter {
 };
 
 // CreateTopics through a short-lived admin client (a producer handle).
-absl::Status AdminCreateTopic(const std::string& brokers, const std::string& name, int partitions) {
+absl::Status AdminCreateTopic(const std::string& brokers, const std::string& name, int partitions,
+                              const std::vector<std::pair<std::string, std::string>>& configs = {}) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof(errstr)) !=
@@ -89,6 +98,12 @@ absl::Status AdminCreateTopic(const std::string& brokers, const std::string& nam
   std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter> topic(rd_kafka_NewTopic_new(
       name.c_str(), partitions, std::min(brokers_seen, 3), errstr, sizeof(errstr)));
   if (topic == nullptr) return absl::InvalidArgumentError(absl::StrCat("topic ", name, ": ", errstr));
+  for (const auto& [key, value] : configs) {
+    if (rd_kafka_NewTopic_set_config(topic.get(), key.c_str(), value.c_str()) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::InvalidArgumentError(absl::StrCat("topic ", name, ": config ", key, "=", value));
+    }
+  }
   std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_new(rk.get()));
   rd_kafka_NewTopic_t* topics[] = {topic.get()};
   rd_kafka_CreateTopics(rk.get(), topics, 1, nullptr, queue.get());
@@ -116,23 +131,50 @@ absl::Status AdminCreateTopic(const std::string& brokers, const std::string& nam
 
 }  // namespace
 
-bool ExternalKafka::Configured() { return !Env(kBrokersEnv).empty(); }
+bool ExternalKafka::Configured() {
+  return !Env(kBrokersEnv).empty() || !Env(kClusterEnv).empty();
+}
 
 absl::StatusOr<std::unique_ptr<ExternalKafka>> ExternalKafka::FromEnv() {
   std::string brokers = Env(kBrokersEnv);
+  const std::string dir = Env(kClusterEnv);
+  if (brokers.empty() && !dir.empty()) {
+    std::ifstream in(dir + "/bootstrap");
+    std::getline(in, brokers);
+    if (brokers.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          kClusterEnv, "=", dir, " has no bootstrap file: start the cluster first "
+                                 "(tests/kafka/kafka-cluster.sh start ", dir, ")"));
+    }
+  }
   if (brokers.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(kBrokersEnv, " is not set"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("neither ", kBrokersEnv, " nor ", kClusterEnv, " is set"));
   }
   return std::make_unique<ExternalKafka>(std::move(brokers), Env("OUTBOXD_TEST_KAFKA_DOWN_CMD"),
                                          Env("OUTBOXD_TEST_KAFKA_UP_CMD"),
-                                         Env("OUTBOXD_TEST_KAFKA_CREATE_TOPIC_CMD"));
+                                         Env("OUTBOXD_TEST_KAFKA_CREATE_TOPIC_CMD"), dir);
+}
+
+absl::StatusOr<std::string> ExternalKafka::Node(absl::string_view verb_and_args) {
+  if (cluster_dir_.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("controlling single nodes needs ", kClusterEnv, " (a kafka-cluster.sh directory)"));
+  }
+  return RunShellOutput("kafka-cluster.sh", absl::StrCat(cluster_dir_, "/ctl ", verb_and_args));
 }
 
 absl::Status ExternalKafka::CreateTopic(absl::string_view name, int partitions) {
+  return CreateTopicWithConfig(name, partitions, {});
+}
+
+absl::Status ExternalKafka::CreateTopicWithConfig(
+    absl::string_view name, int partitions,
+    std::vector<std::pair<std::string, std::string>> configs) {
   const std::string topic(name);
   absl::Status created =
       create_topic_cmd_.empty()
-          ? AdminCreateTopic(bootstrap_, topic, partitions)
+          ? AdminCreateTopic(bootstrap_, topic, partitions, configs)
           : RunShell("create topic", create_topic_cmd_,
                      {{"OUTBOXD_TEST_TOPIC", topic},
                       {"OUTBOXD_TEST_PARTITIONS", absl::StrCat(partitions)}});
