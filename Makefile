@@ -20,10 +20,12 @@ $(BUILD_DIR)/CMakeCache.txt: | deps
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml), resolved once into
+# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml) and Kafka Connect +
+# Debezium's for the bench (bench/debezium/pom.xml), resolved once into
 # ~/.cache/outboxd/kafka-jars; offline and instant once there.
 kafka-jars: deps
 	@./scripts/fetch-kafka-jars.sh >/dev/null
+	@./scripts/fetch-kafka-jars.sh bench/debezium/pom.xml >/dev/null
 
 # Every test: unit tests, integration tests (real PostgreSQL + kafka-mock) and the same
 # guarantees on real Apache Kafka (ctest label kafka).

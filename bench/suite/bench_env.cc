@@ -70,7 +70,7 @@ std::vector<std::string> OutboxdArgv(const Env& env, const std::string& publishe
                                    "--metrics_listen="};
   if (publisher == "cdc-eos") {
     argv.push_back("--delivery=exactly-once");
-    argv.push_back("--checkpoint_topic=outboxd.bench.checkpoints");
+    argv.push_back(absl::StrCat("--checkpoint_topic=", kCheckpointTopic));
   }
   for (const std::string& arg : absl::GetFlag(FLAGS_relay_args)) argv.push_back(arg);
   return argv;

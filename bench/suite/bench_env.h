@@ -39,6 +39,9 @@ struct Env {
   int topic_seq = 0;
 };
 
+// outboxd --delivery=exactly-once's checkpoint topic in the bench.
+inline constexpr char kCheckpointTopic[] = "outboxd.bench.checkpoints";
+
 // A progress line on stderr, stamped with the local time.
 void Progress(const std::string& line);
 
