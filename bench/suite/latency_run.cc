@@ -130,8 +130,11 @@ absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int
     RETURN_IF_ERROR(floor_producer->status());
     res.expected = floor_producer->in_window();
   }
-  // Wait for the tail: at most a few poll intervals, or 10 s.
-  const absl::Duration tail = absl::Seconds(10) + absl::Milliseconds(3 * interval_ms);
+  // Wait for the tail: returns as soon as every event is in; a publisher that fell behind (a
+  // starved JVM on a busy machine) gets up to 30 s and a few poll intervals to catch up, 10 s
+  // at the unpaced rate (where falling behind is what the run finds out).
+  const absl::Duration tail = absl::Seconds(spec.rate > 0 ? 30 : 10) +
+                              absl::Milliseconds(3 * interval_ms);
   test::WaitFor([&] { return consumer->measured() >= res.expected; }, tail,
                 absl::Milliseconds(5));
   res.pub_cpu_s = CpuSeconds(pub_pid).value_or(0) - pub_cpu_before;
