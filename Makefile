@@ -2,6 +2,10 @@
 # Both install missing Debian packages first (quick when nothing is missing).
 
 BUILD_DIR ?= build
+# ccache sees paths relative to this checkout, so a fresh clone elsewhere (CI) reuses what an
+# earlier build of the same sources compiled, wherever that checkout was.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
 JOBS ?= 2
 # CI turns warnings into errors; locally they stay warnings.
 WERROR := $(if $(CI),ON,OFF)

@@ -13,6 +13,7 @@
 #include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/admin.grpc.pb.h"
 
 namespace outboxd::admin {
@@ -59,9 +60,8 @@ bool IsLoopbackHost(absl::string_view host) {
 }
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path, absl::string_view flag) {
-  auto content = ReadFile(path, flag);
-  if (!content.ok()) return content.status();
-  std::string token(absl::StripAsciiWhitespace(*content));
+  ASSIGN_OR_RETURN(auto content, ReadFile(path, flag));
+  std::string token(absl::StripAsciiWhitespace(content));
   if (token.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, "='", path, "' is empty"));
   return token;
 }
@@ -134,22 +134,19 @@ absl::Status AdminServer::Validate(const AdminServerOptions& options) {
 absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Create(const AdminServerOptions& options,
                                                                  StatusReporter* reporter,
                                                                  RelayControl control) {
-  if (absl::Status s = Validate(options); !s.ok()) return s;
+  RETURN_IF_ERROR(Validate(options));
   std::string token;
   if (!options.token_file.empty()) {
-    auto t = ReadTokenFile(options.token_file, "admin_token_file");
-    if (!t.ok()) return t.status();
-    token = std::move(*t);
+    ASSIGN_OR_RETURN(auto t, ReadTokenFile(options.token_file, "admin_token_file"));
+    token = std::move(t);
   }
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   const bool tls = !options.tls_cert_file.empty();
   if (tls) {
-    auto cert = ReadFile(options.tls_cert_file, "admin_tls_cert");
-    if (!cert.ok()) return cert.status();
-    auto key = ReadFile(options.tls_key_file, "admin_tls_key");
-    if (!key.ok()) return key.status();
+    ASSIGN_OR_RETURN(auto cert, ReadFile(options.tls_cert_file, "admin_tls_cert"));
+    ASSIGN_OR_RETURN(auto key, ReadFile(options.tls_key_file, "admin_tls_key"));
     grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    ssl.pem_key_cert_pairs.push_back({key, cert});
     credentials = grpc::SslServerCredentials(ssl);
   }
 

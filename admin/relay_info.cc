@@ -128,6 +128,9 @@ v1::Status StatusReporter::Snapshot(absl::Time now) const {
   out.set_postgres_connected(s.postgres_connected.load());
   out.set_kafka_reachable(s.kafka_reachable.load());
   out.set_paused(s.paused.load());
+  Progress progress = CheckProgress(now);
+  out.set_stalled(progress.stalled);
+  out.set_stalled_reason(std::move(progress.reason));
   out.set_version(Version());
   out.set_uptime_seconds(absl::ToDoubleSeconds(now - s.started));
   return out;

@@ -11,6 +11,7 @@
 #include "admin/admin_server.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/admin.grpc.pb.h"
 
 namespace outboxd::admin {
@@ -28,7 +29,7 @@ std::string FormatStatus(const v1::Status& s) {
   const std::vector<std::pair<std::string, std::string>> rows = {
       {"version", s.version()},
       {"uptime", Duration(s.uptime_seconds())},
-      {"state", s.paused() ? "paused" : "running"},
+      {"state", s.paused() ? "paused" : s.stalled() ? absl::StrCat("stalled: ", s.stalled_reason()) : "running"},
       {"postgres", absl::StrCat(YesNo(s.postgres_connected(), "connected", "disconnected"),
                                 s.server_version().empty() ? "" : absl::StrCat(" (PostgreSQL ", s.server_version(), ")"))},
       {"kafka", YesNo(s.kafka_reachable(), "reachable", "unreachable")},
@@ -73,9 +74,8 @@ absl::Status PrintStatus(const StatusCommandOptions& options, std::ostream& out)
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout)));
   if (!options.token_file.empty()) {
-    auto token = ReadTokenFile(options.token_file, "admin_token_file");
-    if (!token.ok()) return token.status();
-    context.AddMetadata("authorization", absl::StrCat("Bearer ", *token));
+    ASSIGN_OR_RETURN(auto token, ReadTokenFile(options.token_file, "admin_token_file"));
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
   }
   v1::Status status;
   grpc::Status result = stub->GetStatus(&context, v1::GetStatusRequest(), &status);

@@ -8,6 +8,7 @@
 #include "cdc/replication_stream.h"
 #include "decoder/peek_json.h"
 #include "decoder/pgoutput.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::cdc {
 
@@ -21,9 +22,8 @@ absl::Status Peek(const PeekOptions& options, std::ostream& out, const std::atom
     stream_options.slot = absl::StrCat("outboxd_peek_", getpid());
     stream_options.temporary_slot = true;
   }
-  auto connected = PgReplicationStream::Connect(stream_options);
-  if (!connected.ok()) return connected.status();
-  ReplicationStream& stream = **connected;
+  ASSIGN_OR_RETURN(auto connected, PgReplicationStream::Connect(stream_options));
+  ReplicationStream& stream = *connected;
   decoder::PgOutputParser parser(PgOutputProtocolFor(stream.server_version_num()));
   if (absl::Status s = stream.StartReplication(Lsn(), parser.protocol_version()); !s.ok()) {
     return s;
@@ -33,28 +33,26 @@ absl::Status Peek(const PeekOptions& options, std::ostream& out, const std::atom
   Lsn received;
   absl::Time next_status = absl::Now();
   while (!stop.load()) {
-    absl::StatusOr<StreamItem> item = stream.Read();
-    if (!item.ok()) return item.status();
-    if (item->kind == StreamItem::kNone) {
+    ASSIGN_OR_RETURN(StreamItem item, stream.Read());
+    if (item.kind == StreamItem::kNone) {
       pollfd fd{stream.socket(), POLLIN, 0};
       poll(&fd, 1, 100);
-      if (absl::Status s = stream.ConsumeInput(); !s.ok()) return s;
+      RETURN_IF_ERROR(stream.ConsumeInput());
     } else {
-      received = std::max(received, item->lsn);
-      if (item->kind == StreamItem::kData) {
-        absl::StatusOr<decoder::Message> message = parser.Parse(item->payload, item->lsn);
-        if (!message.ok()) return message.status();
-        out << json.Format(*message, item->lsn) << '\n';
+      received = std::max(received, item.lsn);
+      if (item.kind == StreamItem::kData) {
+        ASSIGN_OR_RETURN(decoder::Message message, parser.Parse(item.payload, item.lsn));
+        out << json.Format(message, item.lsn) << '\n';
         out.flush();
         if (options.limit > 0 && ++printed >= options.limit) break;
-      } else if (item->reply_requested) {
+      } else if (item.reply_requested) {
         next_status = absl::InfinitePast();
       }
-      if (options.end_lsn.valid() && item->lsn >= options.end_lsn) break;
+      if (options.end_lsn.valid() && item.lsn >= options.end_lsn) break;
     }
     if (absl::Now() >= next_status) {
       // No flush position (0/0): the server ignores it, the slot stays where it is.
-      if (absl::Status s = stream.SendStatus(received, Lsn()); !s.ok()) return s;
+      RETURN_IF_ERROR(stream.SendStatus(received, Lsn()));
       next_status = absl::Now() + absl::Seconds(10);
     }
   }

@@ -6,13 +6,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <thread>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
 #include "outboxd/pg_time.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::cdc {
 namespace {
@@ -44,10 +49,12 @@ Relay::~Relay() {
   }
 }
 
-void Relay::Stop() { Stop(true); }
+void Relay::Stop() {
+  stop_.store(true);
+  WakeLoop();
+}
 
-void Relay::Stop(bool stop) {
-  if (stop) stop_.store(true);
+void Relay::WakeLoop() {
   if (stop_pipe_[1] >= 0) {
     const char byte = 1;
     [[maybe_unused]] ssize_t n = write(stop_pipe_[1], &byte, 1);
@@ -57,10 +64,18 @@ void Relay::Stop(bool stop) {
 bool Relay::WaitUnlessStopped(absl::Duration d) {
   const absl::Time deadline = absl::Now() + d;
   while (!stop_.load()) {
+    // The sink goes on meanwhile: delivery reports, and an exactly-once sink
+    // ending the Kafka transaction the lost stream left open.
+    if (sink_) sink_->Poll(0);
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return true;
-    pollfd fd{stop_pipe_[0], POLLIN, 0};
-    poll(&fd, stop_pipe_[0] >= 0 ? 1 : 0, ToPollTimeout(left));
+    pollfd fds[2] = {{stop_pipe_[0], POLLIN, 0}, {sink_ ? sink_->wakeup_fd() : -1, POLLIN, 0}};
+    if (poll(fds, 2, ToPollTimeout(std::min(left, absl::Milliseconds(100)))) > 0 &&
+        (fds[0].revents & POLLIN)) {
+      char drain[16];  // a wake-up (Resume) must not turn this wait into a spin
+      while (read(stop_pipe_[0], drain, sizeof drain) > 0) {
+      }
+    }
   }
   return false;
 }
@@ -95,7 +110,7 @@ void Relay::OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status&
 absl::Status Relay::Run(Lsn start) {
   tracker_.AdvanceConfirmed(start);
   if (!options_.sink_per_session) {
-    if (absl::Status s = MakeSink(); !s.ok()) return s;
+    RETURN_IF_ERROR(MakeSink());
   }
   absl::Duration backoff = options_.initial_backoff;
   bool waiting_as_standby = false;
@@ -110,7 +125,7 @@ absl::Status Relay::Run(Lsn start) {
       tracker_.Reset();
       pending_ = false;
       if (!options_.sink_per_session) {  // otherwise the next session makes it
-        if (absl::Status s = MakeSink(); !s.ok()) return s;
+        RETURN_IF_ERROR(MakeSink());
       }
       backoff = options_.initial_backoff;
       continue;
@@ -143,6 +158,34 @@ absl::Status Relay::Run(Lsn start) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<ReplicationStream>> Relay::OpenStream(const StreamOptions& options) {
+  // The connect runs on a thread of its own: to a black-holed server it
+  // blocks until the connect timeout (PGCONNECT_TIMEOUT, 10 s by default;
+  // libpq's own per-host timeout and multi-host fallback work only in its
+  // blocking connect), and Stop() must not wait for that. The thread shares
+  // nothing with the relay but this attempt: when the relay stops first, it
+  // closes what it opened and ends by itself.
+  struct Attempt {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    absl::StatusOr<std::unique_ptr<ReplicationStream>> result ABSL_GUARDED_BY(mu);
+  };
+  auto attempt = std::make_shared<Attempt>();
+  ReplicationStream::Factory connect = options_.connect ? options_.connect : PgReplicationStream::Connect;
+  std::thread([attempt, connect = std::move(connect), options] {
+    auto result = connect(options);
+    absl::MutexLock lock(&attempt->mu);
+    attempt->result = std::move(result);
+    attempt->done = true;
+  }).detach();
+  absl::MutexLock lock(&attempt->mu);
+  while (!attempt->done) {
+    if (stop_.load()) return nullptr;  // the attempt's stream, if any, closes on its thread
+    attempt->mu.AwaitWithTimeout(absl::Condition(&attempt->done), absl::Milliseconds(50));
+  }
+  return std::move(attempt->result);
+}
+
 absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   // A pending event belongs to a transaction the server will send again whole.
   if (pending_) {
@@ -153,10 +196,9 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                                      .slot = options_.outbox.slot,
                                      .publication = options_.outbox.publication,
                                      .messages = options_.outbox.source.messages};
-  auto connected = options_.connect ? options_.connect(stream_options)
-                                    : PgReplicationStream::Connect(stream_options);
-  if (!connected.ok()) return connected.status();
-  ReplicationStream& stream = **connected;
+  ASSIGN_OR_RETURN(auto connected, OpenStream(stream_options));
+  if (connected == nullptr) return SessionEnd::kStopped;
+  ReplicationStream& stream = *connected;
   // Another relay may have confirmed more while this one waited as a standby.
   tracker_.AdvanceConfirmed(stream.slot_confirmed());
   if (options_.sink_per_session) {
@@ -166,10 +208,10 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   }
   const Lsn start = tracker_.LastReceivedLsn();
   parser_ = decoder::PgOutputParser(PgOutputProtocolFor(stream.server_version_num()));
-  if (absl::Status s = stream.StartReplication(start, parser_.protocol_version()); !s.ok()) return s;
+  RETURN_IF_ERROR(stream.StartReplication(start, parser_.protocol_version()));
   if (options_.sink_per_session) {
     // Only now that this relay holds the slot: fence, read the checkpoint.
-    if (absl::Status s = MakeSink(); !s.ok()) return s;
+    RETURN_IF_ERROR(MakeSink());
   }
   // An exactly-once sink knows from its checkpoint what Kafka already has;
   // what the server sends below it, the sink acknowledges without sending.
@@ -197,6 +239,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   auto reconnect = [&](const absl::Status& why) {
     LogWarning(absl::StrCat(why.message(), "; reconnecting"));
     tracker_.AbandonOpenTransaction();
+    sink_->StreamLost();
     return SessionEnd::kReconnect;
   };
 
@@ -208,9 +251,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
 
     bool blocked = false;
     if (pending_) {
-      absl::StatusOr<bool> produced = ProducePending();
-      if (!produced.ok()) return produced.status();
-      blocked = !*produced;
+      ASSIGN_OR_RETURN(bool produced, ProducePending());
+      blocked = !produced;
     }
 
     // Paused: hold the stream like a full sink would, everything else goes on.
@@ -233,7 +275,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
         if (item->reply_requested) next_status = absl::InfinitePast();
         continue;
       }
-      if (absl::Status s = HandleData(*item); !s.ok()) return s;
+      RETURN_IF_ERROR(HandleData(*item));
       blocked = pending_;
     }
     // Complete messages may wait in libpq's buffer with nothing on the socket.
@@ -312,9 +354,8 @@ absl::Status Relay::HandleData(const StreamItem& item) {
     sink_->EndOfTransaction(commit->end_lsn);
     return absl::OkStatus();
   }
-  absl::StatusOr<bool> decoded = decoder_.Decode(*message, item.lsn, &event_.decoded);
-  if (!decoded.ok()) return decoded.status();
-  if (!*decoded) return absl::OkStatus();
+  ASSIGN_OR_RETURN(bool decoded, decoder_.Decode(*message, item.lsn, &event_.decoded));
+  if (!decoded) return absl::OkStatus();
   if (!tracker_.InTransaction()) {
     return absl::DataLossError(absl::StrCat("INSERT at ", item.lsn.ToString(), " outside a transaction"));
   }
@@ -354,10 +395,21 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
     LogInfo(absl::StrCat("stopping: waiting up to ", absl::FormatDuration(options_.shutdown_flush_timeout),
                          " for ", in_flight, " events in flight to Kafka"));
   }
-  // Delivery reports are served inside Flush(), so the tracker is up to date after it.
-  if (absl::Status s = sink_->Flush(options_.shutdown_flush_timeout); !s.ok()) {
-    LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (", s.message(),
-                            "); they are not confirmed and will be sent again on the next start"));
+  // Delivery reports are served inside Flush(), so the tracker is up to date
+  // after it. In slices, with a status update after each, so the walsender
+  // does not give up on a silent client (wal_sender_timeout) while Kafka is away.
+  const absl::Time deadline = absl::Now() + options_.shutdown_flush_timeout;
+  while (true) {
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    absl::Status s = sink_->Flush(std::min(left, absl::Milliseconds(100)));
+    if (s.ok()) break;
+    if (left <= absl::ZeroDuration()) {
+      LogWarning(absl::StrCat(sink_->InFlight(), " events were not acknowledged in time (",
+                              s.message(), "); they are not confirmed and will be sent again on "
+                              "the next start"));
+      break;
+    }
+    if (absl::Status sent = stream.SendStatus(received, tracker_.SafeLsn()); !sent.ok()) break;
   }
   if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn()); !s.ok()) {
     LogWarning(absl::StrCat("final status update not sent: ", s.message()));

@@ -101,7 +101,7 @@ class Relay {
   void Pause() { stats_->paused.store(true); }
   void Resume() {
     stats_->paused.store(false);
-    Stop(false);
+    WakeLoop();
   }
 
   // For tests and status: what has been confirmed so far.
@@ -116,6 +116,8 @@ class Relay {
 
   absl::Status MakeSink();
   absl::StatusOr<SessionEnd> RunSession();
+  // Opens a replication session; nullptr when Stop() came first.
+  absl::StatusOr<std::unique_ptr<ReplicationStream>> OpenStream(const StreamOptions& options);
   // Decodes one pgoutput message. Sets pending_ when the sink is full.
   absl::Status HandleData(const StreamItem& item);
   // Hands the pending event to the sink; false while the sink is full.
@@ -125,8 +127,9 @@ class Relay {
   void MaybeLogProgress(absl::Time now, Lsn received);
   // Refreshes the gauges in stats_ (stream thread).
   void PublishGauges();
-  // Wakes the loop; with stop, also asks it to end.
-  void Stop(bool stop);
+  // Makes the loop's poll() return at once (it then re-reads stop_ and the
+  // pause flag). Async-signal-safe: one write(2) to the stop pipe.
+  void WakeLoop();
   // Sleeps up to d; false if Stop() was called meanwhile.
   bool WaitUnlessStopped(absl::Duration d);
 

@@ -11,6 +11,7 @@
 #include "cdc/setup.h"
 #include "decoder/reader.h"
 #include "outboxd/pg_time.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::cdc {
 namespace {
@@ -45,9 +46,8 @@ bool IsSlotBusy(const absl::Status& status) {
 
 absl::StatusOr<std::unique_ptr<ReplicationStream>> PgReplicationStream::Connect(
     const StreamOptions& options) {
-  auto conn = cdc::Connect(options.conninfo, ConnectionKind::kReplication);
-  if (!conn.ok()) return conn.status();
-  auto stream = absl::WrapUnique(new PgReplicationStream(std::move(*conn), options));
+  ASSIGN_OR_RETURN(auto conn, cdc::Connect(options.conninfo, ConnectionKind::kReplication));
+  auto stream = absl::WrapUnique(new PgReplicationStream(std::move(conn), options));
   PGconn* c = stream->conn_.get();
   stream->server_version_ = absl::StrCat(PQserverVersion(c) / 10000, ".", PQserverVersion(c) % 10000);
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cdc/pg_connection.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::cdc {
 namespace {
@@ -55,22 +56,20 @@ absl::Status CheckServer(PGconn* conn, const OutboxConfig& config) {
         "PostgreSQL server version ", version, " cannot stream logical decoding messages through "
         "pgoutput (that needs 14 or newer). Fix: use --source=table, or upgrade PostgreSQL"));
   }
-  auto wal = Query(conn, "SELECT current_setting('wal_level')", {}, "reading wal_level");
-  if (!wal.ok()) return wal.status();
-  const std::string wal_level = Value(wal->get(), 0, 0).value_or("");
+  ASSIGN_OR_RETURN(auto wal, Query(conn, "SELECT current_setting('wal_level')", {}, "reading wal_level"));
+  const std::string wal_level = Value(wal.get(), 0, 0).value_or("");
   if (wal_level != "logical") {
     return absl::FailedPreconditionError(absl::StrCat(
         "wal_level is '", wal_level, "'; outboxd reads the WAL through logical decoding. Fix: set "
         "wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and "
         "restart PostgreSQL"));
   }
-  auto role = Query(conn,
+  ASSIGN_OR_RETURN(auto role, Query(conn,
                     "SELECT current_user, rolreplication OR rolsuper FROM pg_roles "
                     "WHERE rolname = current_user",
-                    {}, "reading the role's privileges");
-  if (!role.ok()) return role.status();
-  if (Value(role->get(), 0, 1).value_or("f") != "t") {
-    const std::string user = Value(role->get(), 0, 0).value_or("?");
+                    {}, "reading the role's privileges"));
+  if (Value(role.get(), 0, 1).value_or("f") != "t") {
+    const std::string user = Value(role.get(), 0, 0).value_or("?");
     return absl::PermissionDeniedError(absl::StrCat(
         "role \"", user, "\" may not stream changes: it has neither REPLICATION nor superuser. "
         "Fix: as a superuser run ALTER ROLE ", QuoteIdentifier(user), " WITH REPLICATION;"));
@@ -80,22 +79,21 @@ absl::Status CheckServer(PGconn* conn, const OutboxConfig& config) {
 
 absl::Status CheckTable(PGconn* conn, const OutboxConfig& config) {
   const std::string table = config.table.QualifiedName();
-  auto columns = Query(conn,
+  ASSIGN_OR_RETURN(auto columns, Query(conn,
                        "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
                        "JOIN pg_class c ON c.oid = a.attrelid "
                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
                        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') "
                        "AND a.attnum > 0 AND NOT a.attisdropped",
-                       {config.table.schema, config.table.name}, "reading the outbox table");
-  if (!columns.ok()) return columns.status();
-  if (PQntuples(columns->get()) == 0) {
+                       {config.table.schema, config.table.name}, "reading the outbox table"));
+  if (PQntuples(columns.get()) == 0) {
     return absl::NotFoundError(absl::StrCat(
         "outbox table ", table, " does not exist. Fix: run `outboxd init --postgres=...` to "
         "create it (with the publication and slot), or point --table at your outbox table"));
   }
   auto type_of = [&](absl::string_view name) -> std::optional<std::string> {
-    for (int i = 0; i < PQntuples(columns->get()); ++i) {
-      if (Value(columns->get(), i, 0) == name) return Value(columns->get(), i, 1);
+    for (int i = 0; i < PQntuples(columns.get()); ++i) {
+      if (Value(columns.get(), i, 0) == name) return Value(columns.get(), i, 1);
     }
     return std::nullopt;
   };
@@ -140,10 +138,9 @@ absl::Status CheckTable(PGconn* conn, const OutboxConfig& config) {
 absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
   // CREATE TABLE IF NOT EXISTS still needs CREATE on the schema; a relay role
   // that only reads a table its DBA made must be able to run init too.
-  auto exists = Query(conn, "SELECT to_regclass($1) IS NOT NULL", {QualifiedTable(config)},
-                      "looking up the outbox table");
-  if (!exists.ok()) return exists.status();
-  if (Value(exists->get(), 0, 0) == "t") return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto exists, Query(conn, "SELECT to_regclass($1) IS NOT NULL", {QualifiedTable(config)},
+                      "looking up the outbox table"));
+  if (Value(exists.get(), 0, 0) == "t") return absl::OkStatus();
   const decoder::OutboxColumns& c = config.columns;
   const std::string sql = absl::StrCat(
       "CREATE TABLE IF NOT EXISTS ", QualifiedTable(config), " (",
@@ -169,10 +166,9 @@ absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
 
 absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
   const bool via_root_known = PQserverVersion(conn) >= 130000;  // pubviaroot is new in 13
-  auto pub = Query(conn, "SELECT 1 FROM pg_publication WHERE pubname = $1", {config.publication},
-                   "reading publications");
-  if (!pub.ok()) return pub.status();
-  if (PQntuples(pub->get()) == 0) {
+  ASSIGN_OR_RETURN(auto pub, Query(conn, "SELECT 1 FROM pg_publication WHERE pubname = $1", {config.publication},
+                   "reading publications"));
+  if (PQntuples(pub.get()) == 0) {
     // Messages need no table: a publication without one still carries them.
     // Through the root, inserts into any partition of a partitioned outbox
     // (also ones attached later) arrive as inserts into the table outboxd was
@@ -196,19 +192,17 @@ absl::Status EnsurePublication(PGconn* conn, const OutboxConfig& config) {
 
 absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config) {
   const bool via_root_known = PQserverVersion(conn) >= 130000;  // pubviaroot is new in 13
-  auto pub = Query(conn,
+  ASSIGN_OR_RETURN(auto pub, Query(conn,
                    via_root_known
                        ? "SELECT pubinsert, pubviaroot FROM pg_publication WHERE pubname = $1"
                        : "SELECT pubinsert, false FROM pg_publication WHERE pubname = $1",
-                   {config.publication}, "reading publications");
-  if (!pub.ok()) return pub.status();
+                   {config.publication}, "reading publications"));
   const std::string table = config.table.QualifiedName();
   bool partitioned = false;
   if (config.source.table) {
-    auto kind = Query(conn, "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)",
-                      {QualifiedTable(config)}, "reading the outbox table's kind");
-    if (!kind.ok()) return kind.status();
-    partitioned = PQntuples(kind->get()) == 1 && Value(kind->get(), 0, 0) == "t";
+    ASSIGN_OR_RETURN(auto kind, Query(conn, "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)",
+                      {QualifiedTable(config)}, "reading the outbox table's kind"));
+    partitioned = PQntuples(kind.get()) == 1 && Value(kind.get(), 0, 0) == "t";
     if (partitioned && !via_root_known) {
       return absl::FailedPreconditionError(absl::StrCat(
           "outbox table ", table, " is partitioned; PostgreSQL ", PQserverVersion(conn),
@@ -216,7 +210,7 @@ absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config) {
           "newer). Fix: upgrade PostgreSQL, or use an unpartitioned outbox table"));
     }
   }
-  if (PQntuples(pub->get()) == 0) {
+  if (PQntuples(pub.get()) == 0) {
     // `run` never creates it: a missing publication on a database that has a
     // slot means someone dropped it or this is not the database init prepared.
     return absl::NotFoundError(absl::StrCat(
@@ -225,27 +219,26 @@ absl::Status CheckPublication(PGconn* conn, const OutboxConfig& config) {
         "the publication and keeps an existing slot), or check --publication"));
   }
   if (!config.source.table) return absl::OkStatus();
-  if (Value(pub->get(), 0, 0) != "t") {
+  if (Value(pub.get(), 0, 0) != "t") {
     return absl::FailedPreconditionError(absl::StrCat(
         "publication ", config.publication, " does not publish inserts. Fix: ALTER PUBLICATION ",
         QuoteIdentifier(config.publication), " SET (publish = 'insert')"));
   }
   // Without it pgoutput names each partition, which outboxd would take for
   // other tables (and pg_publication_tables below lists only the partitions).
-  if (partitioned && Value(pub->get(), 0, 1) != "t") {
+  if (partitioned && Value(pub.get(), 0, 1) != "t") {
     return absl::FailedPreconditionError(absl::StrCat(
         "publication ", config.publication, " does not publish through the root table, so inserts "
         "into the partitions of the partitioned table ", table, " would not arrive as its events. "
         "Fix: ALTER PUBLICATION ", QuoteIdentifier(config.publication),
         " SET (publish_via_partition_root = true)"));
   }
-  auto member = Query(conn,
+  ASSIGN_OR_RETURN(auto member, Query(conn,
                       "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 "
                       "AND schemaname = $2 AND tablename = $3",
                       {config.publication, config.table.schema, config.table.name},
-                      "reading the publication's tables");
-  if (!member.ok()) return member.status();
-  if (PQntuples(member->get()) == 0) {
+                      "reading the publication's tables"));
+  if (PQntuples(member.get()) == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "publication ", config.publication, " does not include ", table, ". Fix: ALTER PUBLICATION ",
         QuoteIdentifier(config.publication), " ADD TABLE ", QualifiedTable(config),
@@ -279,15 +272,14 @@ absl::StatusOr<Lsn> SlotConfirmedLsn(PGconn* conn, absl::string_view slot) {
       : version >= 130000 ? "wal_status, NULL"
                           : "NULL, NULL";
   // A literal, not a parameter: this also runs on replication connections.
-  auto row = Query(conn,
+  ASSIGN_OR_RETURN(auto row, Query(conn,
                    absl::StrCat("SELECT confirmed_flush_lsn, ", state_columns,
                                 " FROM pg_replication_slots WHERE slot_name = ", QuoteLiteral(slot)),
-                   {}, "reading the replication slot");
-  if (!row.ok()) return row.status();
-  if (PQntuples(row->get()) == 0) return SlotMissingError(slot, ServerName(conn));
-  const std::optional<std::string> text = Value(row->get(), 0, 0);
-  const std::optional<std::string> wal_status = Value(row->get(), 0, 1);
-  const std::optional<std::string> reason = Value(row->get(), 0, 2);
+                   {}, "reading the replication slot"));
+  if (PQntuples(row.get()) == 0) return SlotMissingError(slot, ServerName(conn));
+  const std::optional<std::string> text = Value(row.get(), 0, 0);
+  const std::optional<std::string> wal_status = Value(row.get(), 0, 1);
+  const std::optional<std::string> reason = Value(row.get(), 0, 2);
   if (wal_status == "lost" || reason.has_value()) {
     const bool wal_removed = !reason.has_value() || *reason == "wal_removed";
     return absl::FailedPreconditionError(absl::StrCat(
@@ -307,10 +299,9 @@ absl::StatusOr<Lsn> SlotConfirmedLsn(PGconn* conn, absl::string_view slot) {
 }
 
 absl::StatusOr<Lsn> EnsureSlot(PGconn* conn, const OutboxConfig& config) {
-  auto slot = Query(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {config.slot},
-                    "reading replication slots");
-  if (!slot.ok()) return slot.status();
-  if (PQntuples(slot->get()) == 0) {
+  ASSIGN_OR_RETURN(auto slot, Query(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {config.slot},
+                    "reading replication slots"));
+  if (PQntuples(slot.get()) == 0) {
     auto created = Query(conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
                          {config.slot}, absl::StrCat("creating replication slot ", config.slot));
     // A second init may have created it at the same moment: then it exists
@@ -325,19 +316,18 @@ absl::StatusOr<Lsn> EnsureSlot(PGconn* conn, const OutboxConfig& config) {
 }
 
 absl::StatusOr<Lsn> CheckSlot(PGconn* conn, const OutboxConfig& config) {
-  auto slot = Query(conn,
+  ASSIGN_OR_RETURN(auto slot, Query(conn,
                     "SELECT plugin, slot_type, database = current_database() "
                     "FROM pg_replication_slots WHERE slot_name = $1",
-                    {config.slot}, "reading replication slots");
-  if (!slot.ok()) return slot.status();
-  if (PQntuples(slot->get()) == 0) return SlotMissingError(config.slot, ServerName(conn));
-  if (Value(slot->get(), 0, 1) != "logical" || Value(slot->get(), 0, 0) != "pgoutput") {
+                    {config.slot}, "reading replication slots"));
+  if (PQntuples(slot.get()) == 0) return SlotMissingError(config.slot, ServerName(conn));
+  if (Value(slot.get(), 0, 1) != "logical" || Value(slot.get(), 0, 0) != "pgoutput") {
     return absl::FailedPreconditionError(absl::StrCat(
         "replication slot ", config.slot, " exists but is not a logical pgoutput slot (plugin: ",
-        Value(slot->get(), 0, 0).value_or("none"), "). Fix: choose another --slot, or drop it "
+        Value(slot.get(), 0, 0).value_or("none"), "). Fix: choose another --slot, or drop it "
         "with SELECT pg_drop_replication_slot('", config.slot, "') if nothing else uses it"));
   }
-  if (Value(slot->get(), 0, 2) != "t") {
+  if (Value(slot.get(), 0, 2) != "t") {
     return absl::FailedPreconditionError(absl::StrCat(
         "replication slot ", config.slot, " belongs to another database. Fix: connect to that "
         "database in --postgres, or choose another --slot"));

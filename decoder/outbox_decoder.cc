@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "outboxd/pg_time.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::decoder {
 namespace {
@@ -250,9 +251,8 @@ void OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage& message
 
 absl::StatusOr<std::optional<DecodedEvent>> OutboxDecoder::Decode(const Message& message, Lsn lsn) {
   DecodedEvent event;
-  absl::StatusOr<bool> decoded = Decode(message, lsn, &event);
-  if (!decoded.ok()) return decoded.status();
-  if (!*decoded) return std::nullopt;
+  ASSIGN_OR_RETURN(bool decoded, Decode(message, lsn, &event));
+  if (!decoded) return std::nullopt;
   return event;
 }
 
@@ -261,7 +261,7 @@ absl::StatusOr<bool> OutboxDecoder::Decode(const Message& message, Lsn lsn, Deco
     begin_ = *begin;
   } else if (const auto* relation = std::get_if<pgoutput::Relation>(&message)) {
     const pgoutput::Relation& stored = relations_.Update(*relation);
-    if (absl::Status s = OnRelation(stored); !s.ok()) return s;
+    RETURN_IF_ERROR(OnRelation(stored));
   } else if (const auto* logical = std::get_if<pgoutput::LogicalMessage>(&message)) {
     if (source_.messages && logical->transactional && logical->prefix == source_.message_prefix) {
       MakeEventFromMessage(*logical, out);

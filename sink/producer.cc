@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::sink {
 
@@ -17,7 +18,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(
   }
   // Not make_unique: the constructor is private to force Create().
   std::unique_ptr<Producer> producer(new Producer(std::move(on_report)));
-  if (absl::Status s = producer->Init(config, extra); !s.ok()) return s;
+  RETURN_IF_ERROR(producer->Init(config, extra));
   return producer;
 }
 
@@ -26,7 +27,7 @@ Producer::~Producer() { handle_.Reset(); }
 absl::Status Producer::Init(const SinkConfig& config,
                             const std::vector<std::pair<std::string, std::string>>& extra) {
   ConfPtr conf(rd_kafka_conf_new());
-  if (absl::Status s = ApplyProducerProperties(conf.get(), config, extra); !s.ok()) return s;
+  RETURN_IF_ERROR(ApplyProducerProperties(conf.get(), config, extra));
   std::array<char, 64> max_bytes{};
   size_t max_bytes_size = max_bytes.size();
   if (rd_kafka_conf_get(conf.get(), "message.max.bytes", max_bytes.data(), &max_bytes_size) ==
@@ -46,9 +47,8 @@ absl::Status Producer::Init(const SinkConfig& config,
   }
   conf.release();  // rd_kafka_new() owns it now.
   handle_ = ProducerHandle(rk);
-  auto wakeup = WakeupPipe::Attach(rk);
-  if (!wakeup.ok()) return wakeup.status();
-  wakeup_ = std::move(*wakeup);
+  ASSIGN_OR_RETURN(auto wakeup, WakeupPipe::Attach(rk));
+  wakeup_ = std::move(wakeup);
   return absl::OkStatus();
 }
 

@@ -14,6 +14,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "librdkafka/rdkafka.h"
 #include "outboxd/json.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/event.pb.h"
 
 namespace outboxd::sink {
@@ -144,9 +145,8 @@ std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t off
 
 absl::Status Tail(const TailOptions& options, std::ostream& out, const std::atomic<bool>& stop) {
   const bool regex = !options.topic.empty() && options.topic[0] == '^';
-  auto consumer = MakeConsumer(options);
-  if (!consumer.ok()) return consumer.status();
-  rd_kafka_t* rk = consumer->get();
+  ASSIGN_OR_RETURN(auto consumer, MakeConsumer(options));
+  rd_kafka_t* rk = consumer.get();
   if (regex) {
     PartitionList list(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), RD_KAFKA_PARTITION_UA);

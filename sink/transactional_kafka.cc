@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "sink/producer.h"
 #include "sink/rdkafka_util.h"
 
@@ -62,16 +64,15 @@ class RdKafkaTransactional final : public TransactionalKafka {
   ~RdKafkaTransactional() override { producer_.reset(); }
 
   absl::Status Init(absl::string_view transactional_id) {
-    auto producer = Producer::Create(
+    ASSIGN_OR_RETURN(auto producer, Producer::Create(
         config_,
         {{"transactional.id", std::string(transactional_id)},
          {"transaction.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)},
          // Bounded by the transaction timeout; a timed-out record aborts
          // its transaction, which readers never see, so order holds.
          {"message.timeout.ms", absl::StrCat(kTransactionTimeoutMs * 2)}},
-        [this](const rd_kafka_message_t& message) { OnReport(message); });
-    if (!producer.ok()) return producer.status();
-    producer_ = std::move(*producer);
+        [this](const rd_kafka_message_t& message) { OnReport(message); }));
+    producer_ = std::move(producer);
     return absl::OkStatus();
   }
 
@@ -91,28 +92,28 @@ class RdKafkaTransactional final : public TransactionalKafka {
 
   absl::Status Send(const Record& record) override { return producer_->Send(record, nullptr); }
 
-  absl::Status FlushTransaction() override {
+  absl::StatusOr<bool> Delivered() override {
     // Every record's fate first: a record that failed (e.g. timed out in the
     // queue during an outage) must abort the transaction, never be committed
     // around; librdkafka 2.0.2 does not always fail the commit for it.
-    producer_->Flush(kTransactionTimeoutMs);
-    if (failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) return absl::OkStatus();
-    const std::string why = absl::StrCat("a record of the transaction was not delivered: ",
-                                         rd_kafka_err2name(failed_record_), ": ",
-                                         rd_kafka_err2str(failed_record_));
-    return IsPermanentRecordError(failed_record_) ? absl::FailedPreconditionError(why)
-                                                  : absl::AbortedError(why);
+    if (failed_record_ != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const std::string why = absl::StrCat("a record of the transaction was not delivered: ",
+                                           rd_kafka_err2name(failed_record_), ": ",
+                                           rd_kafka_err2str(failed_record_));
+      return IsPermanentRecordError(failed_record_) ? absl::FailedPreconditionError(why)
+                                                    : absl::AbortedError(why);
+    }
+    return producer_->in_flight() == 0;
   }
 
-  absl::Status CommitTransaction() override {
-    if (absl::Status flushed = FlushTransaction(); !flushed.ok()) return flushed;
-    return TxnStatus(ErrorPtr(rd_kafka_commit_transaction(producer_->get(), kTransactionTimeoutMs)),
-                     "committing the Kafka transaction");
+  absl::StatusOr<bool> CommitTransaction(absl::Duration slice) override {
+    return Step(rd_kafka_commit_transaction(producer_->get(), SliceMs(slice)),
+                "committing the Kafka transaction");
   }
 
-  absl::Status AbortTransaction() override {
-    return TxnStatus(ErrorPtr(rd_kafka_abort_transaction(producer_->get(), kTransactionTimeoutMs)),
-                     "aborting the Kafka transaction");
+  absl::StatusOr<bool> AbortTransaction(absl::Duration slice) override {
+    return Step(rd_kafka_abort_transaction(producer_->get(), SliceMs(slice)),
+                "aborting the Kafka transaction");
   }
 
   void Poll(int timeout_ms) override { producer_->Poll(timeout_ms); }
@@ -125,6 +126,23 @@ class RdKafkaTransactional final : public TransactionalKafka {
     if (message.err != RD_KAFKA_RESP_ERR_NO_ERROR && failed_record_ == RD_KAFKA_RESP_ERR_NO_ERROR) {
       failed_record_ = message.err;
     }
+  }
+
+  static int SliceMs(absl::Duration slice) {
+    return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(slice), 1, kTransactionTimeoutMs));
+  }
+
+  // One bounded call of a resumable transactional API: a retriable error
+  // (the call timed out, the coordinator is not there yet) means "not done,
+  // call again"; librdkafka goes on with it in the background meanwhile.
+  static absl::StatusOr<bool> Step(rd_kafka_error_t* raw, absl::string_view what) {
+    ErrorPtr error(raw);
+    if (error == nullptr) return true;
+    if (rd_kafka_error_is_retriable(error.get()) && !rd_kafka_error_is_fatal(error.get()) &&
+        !rd_kafka_error_txn_requires_abort(error.get())) {
+      return false;
+    }
+    return TxnStatus(std::move(error), what);
   }
 
   rd_kafka_resp_err_t failed_record_ = RD_KAFKA_RESP_ERR_NO_ERROR;  // first failure in this transaction
@@ -215,7 +233,7 @@ absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitt
 absl::StatusOr<std::unique_ptr<TransactionalKafka>> MakeRdKafkaTransactional(
     const SinkConfig& config, absl::string_view transactional_id) {
   auto kafka = std::make_unique<RdKafkaTransactional>(config);
-  if (absl::Status s = kafka->Init(transactional_id); !s.ok()) return s;
+  RETURN_IF_ERROR(kafka->Init(transactional_id));
   return std::unique_ptr<TransactionalKafka>(std::move(kafka));
 }
 

@@ -7,7 +7,15 @@
 //   (*kafka)->InitTransactions();                  // fences older producers of the id
 //   (*kafka)->BeginTransaction();
 //   (*kafka)->Send(record);
-//   absl::Status s = (*kafka)->CommitTransaction(); // Aborted: abort, then retry the batch
+//   while (!*(*kafka)->Delivered()) (*kafka)->Poll(10);          // (an error: abort)
+//   while (!*(*kafka)->CommitTransaction(absl::Milliseconds(50))) {}  // each call bounded
+//
+// Completion steps (Delivered, CommitTransaction, AbortTransaction) never wait
+// longer than they are told: false means "not done yet, ask again", and
+// librdkafka resumes the same commit or abort on the next call (its
+// transactional calls are resumable after a retriable timeout). That keeps a
+// Kafka outage from holding the caller's thread, which must go on answering
+// PostgreSQL.
 //
 // Thread: one owning thread calls every method.
 #ifndef OUTBOXD_SINK_TRANSACTIONAL_KAFKA_H_
@@ -20,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "sink/record.h"
 #include "sink/sink_config.h"
 
@@ -42,16 +51,21 @@ class TransactionalKafka {
   // Queues a record in the open transaction. ResourceExhausted: queue full,
   // nothing queued. OutOfRange: the record is larger than the client allows.
   virtual absl::Status Send(const Record& record) = 0;
-  // Waits until every record sent in the open transaction is delivered or has
-  // failed. Aborted if one failed (the transaction must be aborted);
+  // Whether every record sent in the open transaction has been delivered
+  // (false: some are still in flight; Poll() and ask again). Does not wait.
+  // Aborted if one failed (the transaction must be aborted);
   // FailedPrecondition if Kafka rejected one for good.
-  virtual absl::Status FlushTransaction() = 0;
-  // Commits everything sent since BeginTransaction. Aborted: the transaction
-  // must be aborted (and its records sent again); FailedPrecondition: Kafka
-  // rejected one of its records for good (sending again cannot help); other
-  // errors are fatal for this producer (e.g. fenced by a newer one).
-  virtual absl::Status CommitTransaction() = 0;
-  virtual absl::Status AbortTransaction() = 0;
+  virtual absl::StatusOr<bool> Delivered() = 0;
+  // Commits everything sent since BeginTransaction, waiting at most `slice`:
+  // true once committed, false if not yet (call again). Aborted: the
+  // transaction must be aborted (and its records sent again);
+  // FailedPrecondition: Kafka rejected one of its records for good (sending
+  // again cannot help); other errors are fatal for this producer (e.g. fenced
+  // by a newer one).
+  virtual absl::StatusOr<bool> CommitTransaction(absl::Duration slice) = 0;
+  // Aborts the open transaction, waiting at most `slice`: true once aborted,
+  // false if not yet (call again).
+  virtual absl::StatusOr<bool> AbortTransaction(absl::Duration slice) = 0;
 
   // Serves the producer's events, waiting up to timeout_ms.
   virtual void Poll(int timeout_ms) = 0;

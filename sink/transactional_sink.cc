@@ -1,7 +1,11 @@
 #include "sink/transactional_sink.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/checkpoint.pb.h"
 #include "sink/record.h"
 
@@ -16,23 +20,32 @@ absl::StatusOr<std::unique_ptr<TransactionalSink>> TransactionalSink::Create(
   }
   std::unique_ptr<TransactionalSink> sink(
       new TransactionalSink(std::move(config), std::move(kafka), std::move(on_delivery), std::move(clock)));
-  if (absl::Status s = sink->Recover(); !s.ok()) return s;
+  RETURN_IF_ERROR(sink->Recover());
   return sink;
 }
 
 TransactionalSink::~TransactionalSink() {
-  if (open_) Abort(absl::CancelledError("the sink closed with a Kafka transaction open"));
+  // One bounded try: the relay is replacing or closing this sink, and the next
+  // producer of the transactional id fences (aborts) whatever is left open.
+  // A commit already under way is left to finish on its own: its checkpoint
+  // tells the next sink whether it did.
+  if (phase_ != Phase::kNone && phase_ != Phase::kCommitting) {
+    if (absl::StatusOr<bool> aborted = kafka_->AbortTransaction(kStepSlice);
+        !aborted.ok() || !*aborted) {
+      LogInfo("closing the exactly-once sink with its Kafka transaction not yet aborted; the "
+              "next producer of the transactional id fences it");
+    }
+  }
 }
 
 absl::Status TransactionalSink::Recover() {
   // Fence first: an older producer's open transaction is aborted, so the
   // checkpoint read below cannot be overtaken by a zombie's late commit.
-  if (absl::Status s = kafka_->InitTransactions(); !s.ok()) return s;
-  auto last = kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot);
-  if (!last.ok()) return last.status();
-  if (last->has_value()) {
+  RETURN_IF_ERROR(kafka_->InitTransactions());
+  ASSIGN_OR_RETURN(auto last, kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot));
+  if (last.has_value()) {
     v1::Checkpoint checkpoint;
-    if (!checkpoint.ParseFromString(**last) || checkpoint.slot() != config_.slot) {
+    if (!checkpoint.ParseFromString(*last) || checkpoint.slot() != config_.slot) {
       return absl::DataLossError(absl::StrCat(
           "the last record for slot ", config_.slot, " in ", config_.checkpoint_topic,
           " is not an outboxd checkpoint; point --checkpoint_topic at outboxd's own topic"));
@@ -53,9 +66,11 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
     on_delivery_(ticket, absl::OkStatus());
     return absl::OkStatus();
   }
-  if (!open_) {
-    if (absl::Status s = kafka_->BeginTransaction(); !s.ok()) return s;
-    open_ = true;
+  // Poll() takes the commit or abort on; the relay offers this event again.
+  if (Finishing()) return absl::ResourceExhaustedError("a Kafka transaction is being completed");
+  if (phase_ == Phase::kNone) {
+    RETURN_IF_ERROR(kafka_->BeginTransaction());
+    phase_ = Phase::kOpen;
     opened_at_ = clock_();
   }
   bool dead_lettered = false;
@@ -75,61 +90,149 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
 }
 
 void TransactionalSink::EndOfTransaction(Lsn end_lsn) {
-  if (!open_) return;  // nothing of it was sent: no Kafka transaction to extend
+  // Nothing of it was sent (or the batch is already being completed): no
+  // Kafka transaction to extend.
+  if (phase_ != Phase::kOpen) return;
   inside_pg_transaction_ = false;
   batch_end_ = std::max(batch_end_, end_lsn);
-  if (batch_events_ >= config_.max_batch_events) Commit();
+  if (batch_events_ >= config_.max_batch_events) {
+    StartCommit();
+    Advance(kStepSlice);
+  }
 }
 
 void TransactionalSink::StreamIdle() {
-  if (AtBoundary()) Commit();
+  if (!AtBoundary()) return;
+  StartCommit();
+  Advance(kStepSlice);
+}
+
+void TransactionalSink::StreamLost() {
+  if (AtBoundary()) {
+    StartCommit();
+  } else if (phase_ == Phase::kOpen) {
+    StartAbort(SinkError(SinkFailure::kRewind,
+                         absl::UnavailableError("the replication connection dropped inside a "
+                                                "PostgreSQL transaction; its events come again")));
+  }
+  Advance(kStepSlice);
 }
 
 void TransactionalSink::Poll(int timeout_ms) {
   kafka_->Poll(timeout_ms);
-  if (AtBoundary() && clock_() - opened_at_ >= config_.max_batch_age) Commit();
+  if (AtBoundary() && clock_() - opened_at_ >= config_.max_batch_age) StartCommit();
+  Advance(kStepSlice);
 }
 
 absl::Status TransactionalSink::Flush(absl::Duration timeout) {
-  if (AtBoundary()) Commit();
-  if (open_) Abort(absl::CancelledError("stopping inside a PostgreSQL transaction"));
-  return absl::OkStatus();
+  const absl::Time deadline = absl::Now() + timeout;
+  if (AtBoundary()) {
+    StartCommit();
+  } else if (phase_ == Phase::kOpen) {
+    StartAbort(absl::CancelledError("stopping inside a PostgreSQL transaction"));
+  }
+  while (true) {
+    Advance(std::clamp(deadline - absl::Now(), absl::Milliseconds(1), kStepSlice));
+    if (phase_ == Phase::kNone) return absl::OkStatus();
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the Kafka transaction was not completed within ", absl::FormatDuration(timeout),
+          "; nothing past the last committed checkpoint is confirmed"));
+    }
+    kafka_->Poll(static_cast<int>(absl::ToInt64Milliseconds(std::min(left, absl::Milliseconds(10)))));
+  }
 }
 
-void TransactionalSink::Commit() {
+void TransactionalSink::StartCommit() {
   // The events first, the checkpoint after: a checkpoint record is only ever
   // sent for a batch whose events all reached Kafka, so even a reader that
   // sees aborted records (kafka-mock) never finds a checkpoint past them.
-  if (absl::Status flushed = kafka_->FlushTransaction(); !flushed.ok()) {
-    FailCommit(flushed);
-    return;
-  }
   v1::Checkpoint checkpoint;
   checkpoint.set_slot(config_.slot);
   checkpoint.set_end_lsn(batch_end_.value());
   checkpoint.set_end_lsn_text(batch_end_.ToString());
-  Record record;
-  record.topic = config_.checkpoint_topic;
-  record.key = config_.slot;
-  record.value = checkpoint.SerializeAsString();
-  absl::Status sent = kafka_->Send(record);
-  // A full queue drains as the broker acknowledges; the commit waits for that anyway.
-  for (int tries = 0; absl::IsResourceExhausted(sent) && tries < 1000; ++tries) {
-    kafka_->Poll(10);
-    sent = kafka_->Send(record);
+  checkpoint_.topic = config_.checkpoint_topic;
+  checkpoint_.key = config_.slot;
+  checkpoint_.value = checkpoint.SerializeAsString();
+  phase_ = Phase::kAwaitEvents;
+}
+
+void TransactionalSink::StartAbort(absl::Status why) {
+  abort_reason_ = std::move(why);
+  phase_ = Phase::kAborting;
+}
+
+void TransactionalSink::Advance(absl::Duration slice) {
+  while (true) {
+    switch (phase_) {
+      case Phase::kNone:
+      case Phase::kOpen:
+        return;
+      case Phase::kAwaitEvents:
+      case Phase::kAwaitCheckpoint: {
+        absl::StatusOr<bool> delivered = kafka_->Delivered();
+        if (!delivered.ok()) {
+          FailCommit(delivered.status());
+          continue;
+        }
+        if (!*delivered) return;
+        phase_ = phase_ == Phase::kAwaitEvents ? Phase::kSendCheckpoint : Phase::kCommitting;
+        continue;
+      }
+      case Phase::kSendCheckpoint: {
+        absl::Status sent = kafka_->Send(checkpoint_);
+        // A full queue drains as the broker acknowledges: try again on the next Poll().
+        if (absl::IsResourceExhausted(sent)) return;
+        if (!sent.ok()) {
+          FailCommit(sent);
+          continue;
+        }
+        phase_ = Phase::kAwaitCheckpoint;
+        continue;
+      }
+      case Phase::kCommitting: {
+        absl::StatusOr<bool> committed = kafka_->CommitTransaction(slice);
+        if (!committed.ok()) {
+          FailCommit(committed.status());
+          continue;
+        }
+        if (*committed) Committed();
+        return;
+      }
+      case Phase::kAborting: {
+        absl::StatusOr<bool> aborted = kafka_->AbortTransaction(slice);
+        if (!aborted.ok()) {
+          LogWarning(absl::StrCat("aborting the Kafka transaction failed: ",
+                                  aborted.status().message(), "; a new producer will fence it"));
+        } else if (!*aborted) {
+          return;
+        }
+        Aborted();
+        return;
+      }
+    }
   }
-  absl::Status committed = sent.ok() ? kafka_->CommitTransaction() : sent;
-  if (!committed.ok()) {
-    FailCommit(committed);
-    return;
-  }
-  open_ = false;
+}
+
+void TransactionalSink::Committed() {
+  phase_ = Phase::kNone;
   ++transactions_committed_;
+  ReportBatch(absl::OkStatus());
+}
+
+void TransactionalSink::Aborted() {
+  phase_ = Phase::kNone;
+  inside_pg_transaction_ = false;
+  ReportBatch(abort_reason_);
+}
+
+void TransactionalSink::ReportBatch(const absl::Status& status) {
   auto tickets = std::move(batch_tickets_);
   batch_tickets_.clear();
   batch_events_ = 0;
   for (const auto& [ticket, count] : tickets) {
-    for (uint64_t i = 0; i < count; ++i) on_delivery_(ticket, absl::OkStatus());
+    for (uint64_t i = 0; i < count; ++i) on_delivery_(ticket, status);
   }
 }
 
@@ -137,7 +240,7 @@ void TransactionalSink::FailCommit(const absl::Status& committed) {
   if (absl::IsFailedPrecondition(committed)) {
     // The rejected record is not named in the error, so it cannot be parked
     // in the dead-letter topic, and retrying would fail the same way forever.
-    Abort(SinkError(SinkFailure::kPoison, absl::FailedPreconditionError(absl::StrCat(
+    StartAbort(SinkError(SinkFailure::kPoison, absl::FailedPreconditionError(absl::StrCat(
         "poison event: Kafka rejected a record of the transaction (", committed.message(),
         "); in exactly-once mode outboxd cannot tell which event, so it stops instead of "
         "retrying forever. Nothing past the last committed checkpoint is confirmed. Fix: raise "
@@ -145,24 +248,9 @@ void TransactionalSink::FailCommit(const absl::Status& committed) {
         "`outboxd peek` and correct it, then restart"))));
     return;
   }
-  Abort(SinkError(SinkFailure::kRewind, absl::UnavailableError(absl::StrCat(
-                                            "Kafka transaction not committed: ",
-                                            committed.message()))));
-}
-
-void TransactionalSink::Abort(const absl::Status& why) {
-  if (absl::Status s = kafka_->AbortTransaction(); !s.ok()) {
-    LogWarning(absl::StrCat("aborting the Kafka transaction failed: ", s.message(),
-                            "; a new producer will fence it"));
-  }
-  open_ = false;
-  inside_pg_transaction_ = false;
-  auto tickets = std::move(batch_tickets_);
-  batch_tickets_.clear();
-  batch_events_ = 0;
-  for (const auto& [ticket, count] : tickets) {
-    for (uint64_t i = 0; i < count; ++i) on_delivery_(ticket, why);
-  }
+  StartAbort(SinkError(SinkFailure::kRewind,
+                       absl::UnavailableError(absl::StrCat("Kafka transaction not committed: ",
+                                                           committed.message()))));
 }
 
 }  // namespace outboxd::sink

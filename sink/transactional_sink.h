@@ -26,6 +26,13 @@
 // (StreamIdle: low latency under light load), or when the batch is
 // max_batch_age old (bounded latency under heavy load).
 //
+// Never blocking: a commit or an abort is a sequence of bounded steps (wait
+// for the events' delivery reports, queue the checkpoint, wait for its
+// report, commit or abort in slices of kStepSlice) driven by Poll(), so the
+// relay's loop keeps answering PostgreSQL through a Kafka outage. While one is
+// in progress Produce() returns ResourceExhausted: the relay holds the event
+// (and stops reading the socket) as it does for a full producer queue.
+//
 // Failures: a commit that fails is aborted and every ticket of the batch is
 // reported Unavailable (the relay rewinds and sends the batch again in a new
 // transaction). A record the broker rejects for good fails the commit without
@@ -56,6 +63,10 @@
 #include "sink/transactional_kafka.h"
 
 namespace outboxd::sink {
+
+// The longest a single librdkafka transactional call may take on the
+// caller's thread; the relay's loop answers PostgreSQL between two calls.
+inline constexpr absl::Duration kStepSlice = absl::Milliseconds(50);
 
 struct TransactionalConfig {
   SinkConfig sink;
@@ -88,6 +99,11 @@ class TransactionalSink final : public EventSink {
   // not (its events were never acknowledged and will be read again).
   absl::Status Flush(absl::Duration timeout) override;
   int InFlight() const override { return static_cast<int>(batch_events_); }
+  // The replication stream broke: end the Kafka transaction now rather than
+  // leave it to the broker's transaction timeout while read_committed readers
+  // of its partitions wait. Whole PostgreSQL transactions are committed; a
+  // batch that ends inside one is aborted (its events come again).
+  void StreamLost() override;
   uint64_t DeadLettered() const override { return dead_lettered_; }
   bool Reachable() const override { return kafka_->Reachable(); }
 
@@ -103,15 +119,36 @@ class TransactionalSink final : public EventSink {
         on_delivery_(std::move(on_delivery)),
         clock_(std::move(clock)) {}
 
+  // Where the open Kafka transaction is.
+  enum class Phase {
+    kNone,                // no transaction open
+    kOpen,                // open, taking events
+    kAwaitEvents,         // committing: waiting for the events' delivery reports
+    kSendCheckpoint,      // committing: queueing the checkpoint record
+    kAwaitCheckpoint,     // committing: waiting for its delivery report
+    kCommitting,          // committing: rd_kafka_commit_transaction, in slices
+    kAborting,            // rd_kafka_abort_transaction, in slices
+  };
+
   absl::Status Recover();
-  // Commits the open batch (checkpoint record included) and acknowledges it.
-  void Commit();
-  // Aborts a batch whose flush or commit failed: a record rejected for good
-  // is a poison event (FailedPrecondition), anything else is retried.
+  // Starts committing the open batch (checkpoint record included); its
+  // tickets are acknowledged once Kafka has committed it. Advance() does it.
+  void StartCommit();
+  // Starts aborting the open batch; once aborted its tickets are reported
+  // with `why`. Advance() does it.
+  void StartAbort(absl::Status why);
+  // Aborts a batch whose delivery or commit failed: a record rejected for
+  // good is a poison event, anything else is retried.
   void FailCommit(const absl::Status& status);
-  // Aborts the open batch; its tickets are reported with `why`.
-  void Abort(const absl::Status& why);
-  bool AtBoundary() const { return open_ && !inside_pg_transaction_; }
+  // Takes the commit or abort in progress as far as it goes without waiting
+  // more than `slice` in any one librdkafka call.
+  void Advance(absl::Duration slice);
+  void Committed();
+  void Aborted();
+  // Reports every ticket of the batch with `status` and empties the batch.
+  void ReportBatch(const absl::Status& status);
+  bool AtBoundary() const { return phase_ == Phase::kOpen && !inside_pg_transaction_; }
+  bool Finishing() const { return phase_ != Phase::kNone && phase_ != Phase::kOpen; }
 
   TransactionalConfig config_;
   std::unique_ptr<TransactionalKafka> kafka_;
@@ -120,7 +157,9 @@ class TransactionalSink final : public EventSink {
   Lsn recovered_;
   Record scratch_;  // the record of the event in Produce(), kept for its buffers
 
-  bool open_ = false;                   // a Kafka transaction is open
+  Phase phase_ = Phase::kNone;
+  absl::Status abort_reason_;           // what the batch's tickets get once aborted
+  Record checkpoint_;                   // the checkpoint record of the batch being committed
   bool inside_pg_transaction_ = false;  // events sent since the last EndOfTransaction
   absl::Time opened_at_;
   Lsn batch_end_;

@@ -64,10 +64,10 @@ std::vector<std::string> OutboxdArgv(const Env& env, const std::string& publishe
                                    "--topic_prefix=" + TopicPrefix(publisher),
                                    absl::StrCat("--linger_ms=", linger_ms),
                                    "--shutdown_timeout=5s",
-                                   // Their defaults are fixed ports; other work on this
-                                   // machine may hold them, and the bench uses neither.
-                                   "--admin_listen=",
-                                   "--metrics_listen="};
+                                   // Servers up as a user runs them, on free ports: the default
+                                   // ones may be a developer's relay (make test runs --quick).
+                                   "--admin_listen=127.0.0.1:0",
+                                   "--metrics_listen=127.0.0.1:0"};
   if (publisher == "cdc-eos") {
     argv.push_back("--delivery=exactly-once");
     argv.push_back(absl::StrCat("--checkpoint_topic=", kCheckpointTopic));

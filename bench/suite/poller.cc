@@ -38,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "librdkafka/rdkafka.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/event.pb.h"
 
 ABSL_FLAG(std::string, postgres, "", "libpq connection string");
@@ -141,7 +142,7 @@ class Worker {
 
   // One poll: claim, produce, wait, mark, commit. Returns rows published (0: nothing to do).
   absl::StatusOr<int> PollOnce(int batch) {
-    if (absl::Status s = Exec(conn_.get(), "BEGIN"); !s.ok()) return s;
+    RETURN_IF_ERROR(Exec(conn_.get(), "BEGIN"));
     const std::string limit = absl::StrCat(batch);
     const char* params[] = {limit.c_str()};
     PgResult rows(
@@ -153,7 +154,7 @@ class Worker {
     }
     const int n = PQntuples(rows.get());
     if (n == 0) {
-      if (absl::Status s = Exec(conn_.get(), "COMMIT"); !s.ok()) return s;
+      RETURN_IF_ERROR(Exec(conn_.get(), "COMMIT"));
       return 0;
     }
     state_ = BatchState{};
@@ -210,7 +211,7 @@ class Worker {
       (void)Exec(conn_.get(), "ROLLBACK");
       return s;
     }
-    if (absl::Status s = Exec(conn_.get(), "COMMIT"); !s.ok()) return s;
+    RETURN_IF_ERROR(Exec(conn_.get(), "COMMIT"));
     return n;
   }
 

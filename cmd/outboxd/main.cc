@@ -32,6 +32,7 @@
 #include "cdc/setup.h"
 #include "cmd/outboxd/flags.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "sink/kafka_sink.h"
 #include "sink/tail.h"
 #include "sink/transactional_sink.h"
@@ -56,10 +57,9 @@ int Fail(const absl::Status& status, int code = kExitFailure) {
 }
 
 absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
-  auto table = outboxd::decoder::OutboxTable::Parse(absl::GetFlag(FLAGS_table));
-  if (!table.ok()) return table.status();
+  ASSIGN_OR_RETURN(auto table, outboxd::decoder::OutboxTable::Parse(absl::GetFlag(FLAGS_table)));
   outboxd::cdc::OutboxConfig config;
-  config.table = *table;
+  config.table = table;
   config.publication = absl::GetFlag(FLAGS_publication);
   config.slot = absl::GetFlag(FLAGS_slot);
   config.columns.id = absl::GetFlag(FLAGS_id_column);
@@ -69,7 +69,7 @@ absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
   config.columns.payload = absl::GetFlag(FLAGS_payload_column);
   config.columns.headers = absl::GetFlag(FLAGS_headers_column);
   config.columns.topic = absl::GetFlag(FLAGS_topic_column);
-  if (absl::Status s = outboxd::cdc::ValidateSlotName(config.slot); !s.ok()) return s;
+  RETURN_IF_ERROR(outboxd::cdc::ValidateSlotName(config.slot));
   const std::string source = absl::GetFlag(FLAGS_source);
   if (source != "table" && source != "messages" && source != "both") {
     return absl::InvalidArgumentError(
@@ -98,21 +98,20 @@ absl::Status RequireBrokers() {
 // is missing (table, publication, slot): run never creates a slot, since one
 // made after a failover or a DROP would silently skip what the old one held.
 absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init) {
-  auto conn = outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql);
-  if (!conn.ok()) return conn.status();
-  if (absl::Status s = outboxd::cdc::CheckServer(conn->get(), config); !s.ok()) return s;
+  ASSIGN_OR_RETURN(auto conn, outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql));
+  RETURN_IF_ERROR(outboxd::cdc::CheckServer(conn.get(), config));
   if (config.source.table) {  // a messages-only outbox has no table
     if (init) {
-      if (absl::Status s = outboxd::cdc::CreateTableIfMissing(conn->get(), config); !s.ok()) return s;
+      RETURN_IF_ERROR(outboxd::cdc::CreateTableIfMissing(conn.get(), config));
     }
-    if (absl::Status s = outboxd::cdc::CheckTable(conn->get(), config); !s.ok()) return s;
+    RETURN_IF_ERROR(outboxd::cdc::CheckTable(conn.get(), config));
   }
   if (!init) {
-    if (absl::Status s = outboxd::cdc::CheckPublication(conn->get(), config); !s.ok()) return s;
-    return outboxd::cdc::CheckSlot(conn->get(), config);
+    RETURN_IF_ERROR(outboxd::cdc::CheckPublication(conn.get(), config));
+    return outboxd::cdc::CheckSlot(conn.get(), config);
   }
-  if (absl::Status s = outboxd::cdc::EnsurePublication(conn->get(), config); !s.ok()) return s;
-  return outboxd::cdc::EnsureSlot(conn->get(), config);
+  RETURN_IF_ERROR(outboxd::cdc::EnsurePublication(conn.get(), config));
+  return outboxd::cdc::EnsureSlot(conn.get(), config);
 }
 
 int Init() {
@@ -220,18 +219,15 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     const std::string transactional_id = absl::StrCat("outboxd-", config->slot);
     factory = [txn_config, transactional_id](outboxd::EventSink::DeliveryCallback cb)
         -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
-      auto kafka = outboxd::sink::MakeRdKafkaTransactional(txn_config.sink, transactional_id);
-      if (!kafka.ok()) return kafka.status();
-      auto sink = outboxd::sink::TransactionalSink::Create(txn_config, std::move(*kafka), std::move(cb));
-      if (!sink.ok()) return sink.status();
-      return std::unique_ptr<outboxd::EventSink>(std::move(*sink));
+      ASSIGN_OR_RETURN(auto kafka, outboxd::sink::MakeRdKafkaTransactional(txn_config.sink, transactional_id));
+      ASSIGN_OR_RETURN(auto sink, outboxd::sink::TransactionalSink::Create(txn_config, std::move(kafka), std::move(cb)));
+      return std::unique_ptr<outboxd::EventSink>(std::move(sink));
     };
   } else {
     factory = [sink_config](outboxd::EventSink::DeliveryCallback cb)
         -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
-      auto sink = outboxd::sink::KafkaSink::Create(sink_config, std::move(cb));
-      if (!sink.ok()) return sink.status();
-      return std::unique_ptr<outboxd::EventSink>(std::move(*sink));
+      ASSIGN_OR_RETURN(auto sink, outboxd::sink::KafkaSink::Create(sink_config, std::move(cb)));
+      return std::unique_ptr<outboxd::EventSink>(std::move(sink));
     };
   }
   outboxd::stats::RelayStats stats;

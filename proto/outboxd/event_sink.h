@@ -86,8 +86,9 @@ class EventSink {
   // Turns readable when Poll() has something to serve, so an event loop can
   // poll() it beside other sockets and then call Poll(0). -1: none.
   virtual int wakeup_fd() const = 0;
-  // Waits until every queued event is delivered or failed, up to timeout.
-  // DeadlineExceeded if some are still in flight.
+  // Waits until every queued event is delivered or failed (exactly-once: the
+  // open Kafka transaction is committed or aborted), up to timeout.
+  // DeadlineExceeded if some are still in flight. Blocks: for shutdown only.
   virtual absl::Status Flush(absl::Duration timeout) = 0;
   // Events queued or in flight, not reported yet.
   virtual int InFlight() const = 0;
@@ -97,6 +98,10 @@ class EventSink {
   virtual void EndOfTransaction(Lsn end_lsn) {}
   // The replication stream has nothing more buffered right now.
   virtual void StreamIdle() {}
+  // The replication connection dropped; the server will send the open
+  // PostgreSQL transaction again. A sink that holds something open for it
+  // (a Kafka transaction) ends it now, progressing in Poll().
+  virtual void StreamLost() {}
   // A position the sink itself knows to be delivered (its own checkpoint),
   // read when it was created; replication resumes after it. 0/0 if none.
   virtual Lsn RecoveredPosition() const { return Lsn(); }

@@ -110,6 +110,9 @@ cdc::ReplicationStream::Factory FakeServer::Factory() {
     std::shared_ptr<FakeServer> server = weak.lock();
     if (!server) return absl::UnavailableError("the fake server is gone");
     absl::MutexLock lock(&server->mu_);
+    ++server->connects_started_;
+    server->mu_.Await(absl::Condition(
+        +[](bool* hold) { return !*hold; }, &server->hold_connects_));
     if (!server->connect_error_.ok()) return server->connect_error_;
     const int id = ++server->sessions_;
     return std::make_unique<FakeStream>(server, id, server->confirmed_, "15.0");
@@ -146,6 +149,16 @@ void FakeServer::Drop() {
 void FakeServer::FailConnects(absl::Status status) {
   absl::MutexLock lock(&mu_);
   connect_error_ = std::move(status);
+}
+
+void FakeServer::HoldConnects(bool hold) {
+  absl::MutexLock lock(&mu_);
+  hold_connects_ = hold;
+}
+
+int FakeServer::connects_started() const {
+  absl::MutexLock lock(&mu_);
+  return connects_started_;
 }
 
 void FakeServer::AnswerReplyRequests(bool answer) {

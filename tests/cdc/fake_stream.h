@@ -59,6 +59,10 @@ class FakeServer : public std::enable_shared_from_this<FakeServer> {
   void Drop();
   // Connect attempts fail with `status` until it is OK again.
   void FailConnects(absl::Status status);
+  // While held, a connect attempt blocks (as one to a black-holed server
+  // does until its connect timeout) until released.
+  void HoldConnects(bool hold);
+  int connects_started() const;
   void AnswerReplyRequests(bool answer);
 
   int sessions() const;                 // sessions opened
@@ -89,6 +93,8 @@ class FakeServer : public std::enable_shared_from_this<FakeServer> {
   Lsn wal_end_ ABSL_GUARDED_BY(mu_);
   Lsn confirmed_ ABSL_GUARDED_BY(mu_);
   absl::Status connect_error_ ABSL_GUARDED_BY(mu_);
+  bool hold_connects_ ABSL_GUARDED_BY(mu_) = false;
+  int connects_started_ ABSL_GUARDED_BY(mu_) = 0;
   bool answer_reply_requests_ ABSL_GUARDED_BY(mu_) = true;
   int sessions_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Lsn> start_positions_ ABSL_GUARDED_BY(mu_);

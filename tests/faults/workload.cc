@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/event.pb.h"
 #include "pq/handles.h"
 
@@ -314,11 +315,10 @@ bool Workload::WaitLargeCommitted(absl::Duration deadline) {
 }
 
 absl::Status Workload::ResolveUnknown(PgServer& pg) {
-  absl::StatusOr<PgServer::Rows> rows =
-      pg.Query("SELECT payload->>'tag' FROM outbox_events WHERE payload ? 'tag'");
-  if (!rows.ok()) return rows.status();
+  ASSIGN_OR_RETURN(PgServer::Rows rows,
+      pg.Query("SELECT payload->>'tag' FROM outbox_events WHERE payload ? 'tag'"));
   std::unordered_set<std::string> in_table;
-  for (const auto& row : *rows) {
+  for (const auto& row : rows) {
     if (!row.empty() && row[0].has_value()) in_table.insert(*row[0]);
   }
   absl::MutexLock lock(&mu_);

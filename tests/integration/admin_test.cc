@@ -285,7 +285,8 @@ TEST_F(AdminTest, MetricsReadinessAndHealthFollowPostgres) {
 // No environment needed: configuration errors and an unreachable relay.
 TEST(AdminConfigTest, RefusesAdminBeyondLoopbackWithoutTokenAndTls) {
   auto p = Subprocess::Start({BinaryPath("outboxd"), "run", "--postgres=host=127.0.0.1 port=1",
-                              "--brokers=127.0.0.1:1", "--admin_listen=0.0.0.0:7700"});
+                              "--brokers=127.0.0.1:1", "--admin_listen=0.0.0.0:0",
+                              "--metrics_listen="});
   ASSERT_TRUE(p.ok()) << p.status();
   auto code = (*p)->Wait(absl::Seconds(20));
   ASSERT_TRUE(code.ok()) << code.status();

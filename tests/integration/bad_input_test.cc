@@ -375,7 +375,9 @@ TEST_F(BadInputTest, EnvironmentVariablesConfigureInitAndRun) {
   auto relay = Subprocess::Start({BinaryPath("outboxd"), "run"},
                                  {{"OUTBOXD_POSTGRES", env_.pg().ConnInfo()},
                                   {"OUTBOXD_BROKERS", env_.Brokers()},
-                                  {"OUTBOXD_LINGER_MS", "1"}});
+                                  {"OUTBOXD_LINGER_MS", "1"},
+                                  {"OUTBOXD_ADMIN_LISTEN", "127.0.0.1:0"},
+                                  {"OUTBOXD_METRICS_LISTEN", "127.0.0.1:0"}});
   ASSERT_TRUE(relay.ok()) << relay.status();
   ASSERT_TRUE(WaitForOutput(**relay, "streaming slot")) << (*relay)->Stderr();
   ASSERT_OK(env_.InsertEvent("order", "o-env", "FromEnv", "{}"));
@@ -400,7 +402,8 @@ TEST_F(BadInputTest, UnreachableBrokerIsRiddenOutNotFatal) {
   const Lsn confirmed_at_start = env_.ConfirmedLsn();
   auto relay = Subprocess::Start({BinaryPath("outboxd"), "run", "--postgres=" + env_.pg().ConnInfo(),
                                   absl::StrCat("--brokers=127.0.0.1:", ClosedPort()),
-                                  "--linger_ms=1", "--shutdown_timeout=2s"});
+                                  "--linger_ms=1", "--shutdown_timeout=2s",
+                                  "--admin_listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
   ASSERT_TRUE(relay.ok()) << relay.status();
   Subprocess& p = **relay;
   ASSERT_TRUE(WaitForOutput(p, "streaming slot")) << p.Stderr();
@@ -442,7 +445,8 @@ TEST_F(BadInputTest, PasswordNeverAppearsInLogs) {
                      "GRANT SELECT ON outbox_events TO streamer"));
   auto relay = Subprocess::Start({BinaryPath("outboxd"), "run",
                                   "--postgres=" + env_.pg().ConnInfo("streamer") + " password=s3cr3t-pw",
-                                  "--brokers=" + env_.Brokers(), "--linger_ms=1"});
+                                  "--brokers=" + env_.Brokers(), "--linger_ms=1",
+                                  "--admin_listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0"});
   ASSERT_TRUE(relay.ok()) << relay.status();
   Subprocess& p = **relay;
   ASSERT_TRUE(WaitForOutput(p, "streaming slot")) << p.Stderr();

@@ -23,18 +23,23 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cdc/pg_connection.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "outboxd/status_macros.h"
 #include "pq/handles.h"
 #include "tests/integration/relay_env.h"
 
@@ -68,11 +73,9 @@ absl::Status EnterOwnNetworkNamespace() {
 
 // Runs a command to completion: its exit code and output.
 absl::StatusOr<std::pair<int, std::string>> Run(std::vector<std::string> argv) {
-  auto p = Subprocess::Start(std::move(argv));
-  if (!p.ok()) return p.status();
-  auto code = (*p)->Wait(absl::Seconds(30));
-  if (!code.ok()) return code.status();
-  return std::make_pair(*code, (*p)->Stderr() + (*p)->Stdout());
+  ASSIGN_OR_RETURN(auto p, Subprocess::Start(std::move(argv)));
+  ASSIGN_OR_RETURN(auto code, p->Wait(absl::Seconds(30)));
+  return std::make_pair(code, p->Stderr() + p->Stdout());
 }
 
 // iptables DROP of TCP to and from one loopback port while it lives.
@@ -81,10 +84,9 @@ class BlackHole {
   static absl::StatusOr<std::unique_ptr<BlackHole>> Start(int port) {
     auto hole = std::unique_ptr<BlackHole>(new BlackHole(port));
     for (const char* direction : {"--dport", "--sport"}) {
-      auto r = Run(hole->Rule("-I", direction));
-      if (!r.ok()) return r.status();
-      if (r->first != 0) {
-        return absl::InternalError(absl::StrCat("iptables failed (", r->first, "): ", r->second,
+      ASSIGN_OR_RETURN(auto r, Run(hole->Rule("-I", direction)));
+      if (r.first != 0) {
+        return absl::InternalError(absl::StrCat("iptables failed (", r.first, "): ", r.second,
                                                 " (scripts/install-deps.sh installs iptables)"));
       }
       hole->added_.push_back(direction);
@@ -123,6 +125,21 @@ std::string AddressAfter(const std::string& log, const std::string& prefix) {
   const size_t begin = at + prefix.size();
   const size_t end = log.find_first_of(" \"\n/", begin);
   return log.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+}
+
+// Whether a TCP connect to 127.0.0.1:port waits for its SYN to be answered
+// (a socket in state SYN_SENT in /proc/net/tcp; this namespace has only ours).
+bool ConnectingTo(int port) {
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // header
+  const std::string remote = absl::StrCat(":", absl::AsciiStrToUpper(absl::StrFormat("%04x", port)));
+  while (std::getline(tcp, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    // sl local_address rem_address st ...; st 02 is SYN_SENT.
+    if (f.size() > 3 && absl::EndsWith(f[2], remote) && f[3] == "02") return true;
+  }
+  return false;
 }
 
 class DeadPathTest : public ::testing::Test {
@@ -297,6 +314,28 @@ TEST_F(DeadPathTest, ReplicationTimeoutNoticesWhatTcpDoesNot) {
   StartRelay({absl::StrCat("--postgres=", env_.pg().ConnInfo(), " keepalives=0 tcp_user_timeout=0"),
               "--replication_timeout=5s"});
   BlackHoleAndBack("did not answer a status update asking for a reply", absl::Seconds(20));
+}
+
+// SIGTERM while the path is dead and the relay is reconnecting (each attempt
+// would block for the 10 s connect timeout): it exits at once, confirming
+// nothing it has not delivered.
+TEST_F(DeadPathTest, SigtermWhileThePathIsDeadExitsPromptly) {
+  StartRelay({absl::StrCat("--postgres=", env_.pg().ConnInfo(), " keepalives=0 tcp_user_timeout=0"),
+              "--replication_timeout=2s", "--shutdown_timeout=2s"});
+  ASSERT_OK(InsertEvents(5));
+  ASSERT_EQ(env_.ReadEvents(kTopic, 5).size(), 5u);
+  auto hole = BlackHole::Start(env_.pg().port());
+  ASSERT_TRUE(hole.ok()) << hole.status();
+  ASSERT_TRUE(WaitFor([&] { return Readyz() == 503; }, absl::Seconds(30), absl::Milliseconds(100)))
+      << relay_->Stderr();
+  // Inside a reconnect attempt: its SYN goes unanswered.
+  ASSERT_TRUE(WaitFor([&] { return ConnectingTo(env_.pg().port()); }, absl::Seconds(10)))
+      << relay_->Stderr();
+  const absl::Time term = absl::Now();
+  EXPECT_EQ(relay_->Terminate(absl::Seconds(15)), 0) << relay_->Stderr();
+  const absl::Duration took = absl::Now() - term;
+  std::cerr << "exit " << absl::FormatDuration(took) << " after SIGTERM on a dead path\n";
+  EXPECT_LT(took, absl::Seconds(3)) << relay_->Stderr();
 }
 
 }  // namespace

@@ -39,6 +39,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "outboxd/lsn.h"
+#include "outboxd/status_macros.h"
 #include "outboxd/v1/event.pb.h"
 #include "tests/support/external_kafka.h"
 #include "tests/support/kafka_control.h"
@@ -111,26 +112,22 @@ class RelayEnv {
   // PostgreSQL (wal_level=logical) + kafka-mock with `brokers` brokers (or the external Kafka);
   // with init, also `outboxd init`.
   absl::Status Start(bool init = true, PgServerOptions pg_options = {}, int brokers = 3) {
-    auto pg = PgServer::Start(std::move(pg_options));
-    if (!pg.ok()) return pg.status();
-    pg_ = std::move(*pg);
+    ASSIGN_OR_RETURN(auto pg, PgServer::Start(std::move(pg_options)));
+    pg_ = std::move(pg);
     if (ExternalKafka::Configured()) {
-      auto kafka = ExternalKafka::FromEnv();
-      if (!kafka.ok()) return kafka.status();
+      ASSIGN_OR_RETURN(auto kafka, ExternalKafka::FromEnv());
       namespace_ = UniqueTestPrefix();
       auto ns = std::make_unique<NamespacedKafka>(
-          std::move(*kafka), [this](absl::string_view name) { return Topic(name); });
+          std::move(kafka), [this](absl::string_view name) { return Topic(name); });
       external_ = &ns->external();
       kafka_ = std::move(ns);
     } else {
-      auto kafka = KafkaMockProcess::Start(brokers);
-      if (!kafka.ok()) return kafka.status();
-      kafka_ = std::move(*kafka);
+      ASSIGN_OR_RETURN(auto kafka, KafkaMockProcess::Start(brokers));
+      kafka_ = std::move(kafka);
     }
     if (!init) return absl::OkStatus();
-    auto result = RunOutboxd({"init", "--postgres=" + pg_->ConnInfo()});
-    if (!result.ok()) return result.status();
-    if (result->first != 0) return absl::InternalError("outboxd init failed: " + result->second);
+    ASSIGN_OR_RETURN(auto result, RunOutboxd({"init", "--postgres=" + pg_->ConnInfo()}));
+    if (result.first != 0) return absl::InternalError("outboxd init failed: " + result.second);
     return absl::OkStatus();
   }
 
@@ -158,14 +155,15 @@ class RelayEnv {
       std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {},
       absl::Duration timeout = absl::Seconds(30)) {
     args.insert(args.begin(), BinaryPath("outboxd"));
-    auto p = Subprocess::Start(std::move(args), std::move(env));
-    if (!p.ok()) return p.status();
-    auto code = (*p)->Wait(timeout);
-    if (!code.ok()) return code.status();
-    return std::make_pair(*code, (*p)->Stderr() + (*p)->Stdout());
+    AddTestListenFlags(args, env);  // `run`: never the default admin/metrics ports
+    ASSIGN_OR_RETURN(auto p, Subprocess::Start(std::move(args), std::move(env)));
+    ASSIGN_OR_RETURN(auto code, p->Wait(timeout));
+    return std::make_pair(code, p->Stderr() + p->Stdout());
   }
 
-  // `outboxd run` in the background, pointed at this environment.
+  // `outboxd run` in the background, pointed at this environment. The admin API and metrics
+  // listen on free ports (127.0.0.1:0) unless `extra` says otherwise; the relay logs the
+  // addresses it bound ("admin API listening on ...", "metrics listening on http://...").
   absl::StatusOr<std::unique_ptr<Subprocess>> StartRelay(std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {BinaryPath("outboxd"), "run", "--postgres=" + pg_->ConnInfo(),
                                      "--brokers=" + Brokers(), "--linger_ms=1"};
@@ -175,6 +173,7 @@ class RelayEnv {
       args.push_back("--checkpoint_topic=" + Topic("outboxd.checkpoints"));
     }
     args.insert(args.end(), extra.begin(), extra.end());
+    AddTestListenFlags(args);
     return Subprocess::Start(std::move(args));
   }
 

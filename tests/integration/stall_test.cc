@@ -1,7 +1,8 @@
 // Health tied to progress, end to end: a broker that keeps its connections but acknowledges
 // nothing (the kafka-mock process stopped with SIGSTOP) makes /healthz answer 503 once
 // --stall_timeout has passed, never before, while /readyz still says "connected"; when the
-// broker answers again /healthz recovers by itself and every event arrives.
+// broker answers again /healthz recovers by itself and every event arrives. `outboxd status`
+// says so too.
 #include <signal.h>
 
 #include <memory>
@@ -30,6 +31,15 @@ struct Http {
   std::string body;
 };
 
+// "... <prefix>HOST:PORT..." in the relay's log; empty until it appears.
+std::string AddressAfter(const std::string& log, const std::string& prefix) {
+  const size_t at = log.find(prefix);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + prefix.size();
+  const size_t end = log.find_first_of(" /\n", begin);
+  return log.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+}
+
 Http Get(const std::string& address, const std::string& path) {
   std::vector<std::string> parts = absl::StrSplit(address, ':');
   httplib::Client client(parts[0], std::stoi(parts[1]));
@@ -57,21 +67,22 @@ TEST(StallTest, HealthzFailsWhileKafkaAcknowledgesNothingAndRecoversByItself) {
   auto* mock = dynamic_cast<KafkaMockProcess*>(&env.kafka());
   ASSERT_NE(mock, nullptr);
   ASSERT_OK(env.kafka().CreateTopic(kTopic, 1));
-  auto relay = env.StartRelay({"--metrics_listen=127.0.0.1:0", "--admin_listen=",
+  auto relay = env.StartRelay({"--metrics_listen=127.0.0.1:0", "--admin_listen=127.0.0.1:0",
                                absl::StrCat("--stall_timeout=", absl::FormatDuration(kStallTimeout))});
   ASSERT_TRUE(relay.ok()) << relay.status();
-  std::string metrics;
+  std::string metrics, admin;
   ASSERT_TRUE(WaitFor(
       [&] {
-        const std::string log = (*relay)->Stderr();
-        const std::string prefix = "metrics listening on http://";
-        const size_t at = log.find(prefix);
-        if (at == std::string::npos) return false;
-        metrics = log.substr(at + prefix.size(), log.find('/', at + prefix.size()) - at - prefix.size());
-        return true;
+        metrics = AddressAfter((*relay)->Stderr(), "metrics listening on http://");
+        admin = AddressAfter((*relay)->Stderr(), "admin API listening on ");
+        return !metrics.empty() && !admin.empty();
       },
       absl::Seconds(20)))
       << (*relay)->Stderr();
+  auto status = [&] {
+    auto out = env.RunOutboxd({"status", "--admin=" + admin});
+    return out.ok() ? out->second : out.status().ToString();
+  };
   ASSERT_TRUE(RelayEnv::WaitStreaming(**relay)) << (*relay)->Stderr();
   ASSERT_OK(env.InsertEvent("order", "o-1", "OrderPlaced", "{}"));
   ASSERT_EQ(env.ReadEvents(kTopic, 1).size(), 1u);
@@ -100,6 +111,7 @@ TEST(StallTest, HealthzFailsWhileKafkaAcknowledgesNothingAndRecoversByItself) {
   EXPECT_EQ(Get(metrics, "/readyz").status, 200) << "readiness still means connected";
   EXPECT_EQ(Sample(Get(metrics, "/metrics").body, "outboxd_stalled"), 1);
   EXPECT_THAT((*relay)->Stderr(), HasSubstr("stalled: Kafka has acknowledged none of the 1 events in flight"));
+  EXPECT_THAT(status(), HasSubstr("state:              stalled: Kafka has acknowledged none"));
 
   // Acknowledgements resume: healthy again without anyone's help, and nothing was lost.
   std::move(resume_broker).Invoke();
@@ -108,6 +120,7 @@ TEST(StallTest, HealthzFailsWhileKafkaAcknowledgesNothingAndRecoversByItself) {
       << health.status << " " << health.body << (*relay)->Stderr();
   EXPECT_EQ(Sample(Get(metrics, "/metrics").body, "outboxd_stalled"), 0);
   EXPECT_THAT((*relay)->Stderr(), HasSubstr("no longer stalled"));
+  EXPECT_THAT(status(), HasSubstr("state:              running"));
   EXPECT_EQ(env.ReadEvents(kTopic, 2).size(), 2u);
   EXPECT_TRUE(env.WaitConfirmed(env.CurrentWalLsn()));
   EXPECT_EQ((*relay)->Terminate(), 0) << (*relay)->Stderr();

@@ -2,6 +2,7 @@
 // transactions: commit makes records visible to read_committed readers, abort
 // discards them, and a new producer with the same transactional id aborts the
 // old one's open transaction and fences it.
+#include "outboxd/status_macros.h"
 #include "sink/transactional_sink.h"
 
 #include <map>
@@ -50,6 +51,9 @@ class KafkaModel {
   bool reject_next_commit = false;  // a record the broker will never take
   bool fail_next_flush = false;     // a record of the transaction was not delivered
   size_t queue_limit = 1000000;  // records of one open transaction before "queue full"
+  // Completion steps (Delivered, commit, abort) that answer "not yet" before
+  // any goes on: Kafka unreachable for that long.
+  int stalled_steps = 0;
 };
 
 // One producer instance. `crashed` models kill -9: it does nothing any more.
@@ -78,7 +82,7 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status BeginTransaction() override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     transaction_ = model_->next_transaction++;
     model_->open_transaction[id_] = transaction_;
     sent_in_transaction_ = 0;
@@ -86,23 +90,32 @@ class ModelProducer : public TransactionalKafka {
   }
   absl::Status Send(const Record& record) override {
     if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckEpoch());
     if (sent_in_transaction_ >= model_->queue_limit) return absl::ResourceExhaustedError("full");
     ++sent_in_transaction_;
     model_->log.push_back({record, id_, transaction_, KafkaModel::State::kOpen});
     return absl::OkStatus();
   }
-  absl::Status FlushTransaction() override {
-    if (crashed) return absl::OkStatus();
+  absl::StatusOr<bool> Delivered() override {
+    if (crashed) return true;
     if (model_->fail_next_flush) {
       model_->fail_next_flush = false;
       return absl::AbortedError("injected: a record timed out");
     }
-    return CheckEpoch();
+    if (model_->stalled_steps > 0) {
+      --model_->stalled_steps;
+      return false;
+    }
+    RETURN_IF_ERROR(CheckEpoch());
+    return true;
   }
-  absl::Status CommitTransaction() override {
-    if (crashed) return absl::OkStatus();
-    if (absl::Status s = CheckEpoch(); !s.ok()) return s;
+  absl::StatusOr<bool> CommitTransaction(absl::Duration) override {
+    if (crashed) return true;
+    if (model_->stalled_steps > 0) {
+      --model_->stalled_steps;
+      return false;
+    }
+    RETURN_IF_ERROR(CheckEpoch());
     if (model_->reject_next_commit) {
       model_->reject_next_commit = false;
       return absl::FailedPreconditionError("MSG_SIZE_TOO_LARGE: injected");
@@ -113,13 +126,17 @@ class ModelProducer : public TransactionalKafka {
     }
     model_->Resolve(id_, transaction_, KafkaModel::State::kCommitted);
     model_->open_transaction.erase(id_);
-    return absl::OkStatus();
+    return true;
   }
-  absl::Status AbortTransaction() override {
-    if (crashed) return absl::OkStatus();
+  absl::StatusOr<bool> AbortTransaction(absl::Duration) override {
+    if (crashed) return true;
+    if (model_->stalled_steps > 0) {
+      --model_->stalled_steps;
+      return false;
+    }
     model_->Resolve(id_, transaction_, KafkaModel::State::kAborted);
     model_->open_transaction.erase(id_);
-    return absl::OkStatus();
+    return true;
   }
   void Poll(int) override {}
   int wakeup_fd() const override { return -1; }
@@ -337,6 +354,58 @@ TEST(TransactionalSinkTest, InvalidTopicGoesToDeadLetterInsideTheTransaction) {
   std::vector<Record> dead = model.ReadCommitted("outbox.dead-letter");
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(acks.ok(), 1u);
+}
+
+// Kafka unreachable while a batch commits: no call waits for it (the relay's
+// thread must go on answering PostgreSQL); new events are held back like a
+// full queue, and the commit completes on later Polls once Kafka answers.
+TEST(TransactionalSinkTest, CommitDuringAnOutageProgressesInPollsAndHoldsNewEvents) {
+  KafkaModel model;
+  Acks acks;
+  auto sink = MakeSink(model, acks);
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  sink->EndOfTransaction(Lsn(150));
+  model.stalled_steps = 5;
+  sink->StreamIdle();
+  EXPECT_TRUE(acks.reports.empty());
+  EXPECT_TRUE(absl::IsResourceExhausted(sink->Produce(MakeEvent(2, Lsn(200)), "", 2)));
+  for (int i = 0; i < 10 && acks.reports.empty(); ++i) sink->Poll(0);
+  ASSERT_EQ(acks.reports.size(), 1u);
+  EXPECT_TRUE(acks.reports[0].second.ok()) << acks.reports[0].second;
+  EXPECT_EQ(CheckpointIn(model), Lsn(150));
+  EXPECT_TRUE(sink->Produce(MakeEvent(2, Lsn(200)), "", 2).ok());
+}
+
+TEST(TransactionalSinkTest, FlushGivesUpAtItsDeadlineWhileKafkaIsAway) {
+  KafkaModel model;
+  Acks acks;
+  auto sink = MakeSink(model, acks);
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  sink->EndOfTransaction(Lsn(150));
+  model.stalled_steps = 1 << 30;
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(absl::IsDeadlineExceeded(sink->Flush(absl::Milliseconds(200))));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_TRUE(acks.reports.empty()) << "nothing may be acknowledged that Kafka did not commit";
+  EXPECT_TRUE(model.ReadCommitted("outbox.event.order").empty());
+}
+
+TEST(TransactionalSinkTest, StreamLostCommitsWholeTransactionsAndAbortsAPartOne) {
+  KafkaModel model;
+  Acks acks;
+  auto sink = MakeSink(model, acks);
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  sink->EndOfTransaction(Lsn(150));
+  sink->StreamLost();  // at a boundary: commit now
+  EXPECT_EQ(acks.ok(), 1u);
+  EXPECT_EQ(CheckpointIn(model), Lsn(150));
+
+  ASSERT_TRUE(sink->Produce(MakeEvent(2, Lsn(200)), "", 2).ok());
+  sink->StreamLost();  // inside a PostgreSQL transaction: abort now, not at the broker's timeout
+  ASSERT_EQ(acks.reports.size(), 2u);
+  EXPECT_EQ(SinkFailureOf(acks.reports[1].second), SinkFailure::kRewind) << acks.reports[1].second;
+  EXPECT_TRUE(model.open_transaction.empty());
+  EXPECT_EQ(model.ReadCommitted("outbox.event.order").size(), 1u);
 }
 
 // The whole recovery story: a stream of PostgreSQL transactions relayed by a

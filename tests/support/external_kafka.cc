@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "outboxd/status_macros.h"
 #include "tests/support/kafka_reader.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/wait.h"
@@ -29,18 +30,17 @@ std::string Env(const char* name) {
 // Runs `sh -c command`; its stdout on success.
 absl::StatusOr<std::string> RunShellOutput(absl::string_view what, const std::string& command,
                                            std::vector<std::pair<std::string, std::string>> env = {}) {
-  auto p = Subprocess::Start({"/bin/sh", "-c", command}, std::move(env));
-  if (!p.ok()) return p.status();
-  auto code = (*p)->Wait(kCommandTimeout);
+  ASSIGN_OR_RETURN(auto p, Subprocess::Start({"/bin/sh", "-c", command}, std::move(env)));
+  auto code = p->Wait(kCommandTimeout);
   if (!code.ok()) {
     return absl::DeadlineExceededError(
         absl::StrCat(what, " `", command, "`: ", code.status().message()));
   }
   if (*code != 0) {
     return absl::InternalError(absl::StrCat(what, " `", command, "` exited ", *code, ": ",
-                                            (*p)->Stderr(), (*p)->Stdout()));
+                                            p->Stderr(), p->Stdout()));
   }
-  return std::string(absl::StripAsciiWhitespace((*p)->Stdout()));
+  return std::string(absl::StripAsciiWhitespace(p->Stdout()));
 }
 
 absl::Status RunShell(absl::string_view what, const std::string& command,

@@ -303,6 +303,53 @@ TEST(SubprocessTest, MissingProgramExits127) {
   EXPECT_EQ((*missing)->Wait(absl::Seconds(10)).value_or(-1), 127);
 }
 
+// No test may bind outboxd's default admin (7700) or metrics (9187) port.
+TEST(SubprocessTest, RefusesOutboxdRunWithoutExplicitListenAddresses) {
+  const std::string outboxd = BinaryPath("outboxd");
+  absl::StatusOr<std::unique_ptr<Subprocess>> run =
+      Subprocess::Start({outboxd, "run", "--postgres=host=127.0.0.1 port=1", "--brokers=127.0.0.1:1"});
+  ASSERT_FALSE(run.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(run.status())) << run.status();
+  EXPECT_THAT(std::string(run.status().message()), HasSubstr("--admin_listen=127.0.0.1:0"));
+
+  const EnvVars none;
+  EXPECT_FALSE(CheckListenFlags({outboxd, "run", "--admin_listen=127.0.0.1:0"}, none).ok());
+  EXPECT_FALSE(CheckListenFlags({outboxd, "run", "--metrics_listen=127.0.0.1:0"}, none).ok());
+  // The default ports named explicitly are refused too.
+  EXPECT_FALSE(CheckListenFlags(
+      {outboxd, "run", "--admin_listen=127.0.0.1:7700", "--metrics_listen=127.0.0.1:0"}, none).ok());
+  EXPECT_FALSE(CheckListenFlags(
+      {outboxd, "run", "--admin_listen=", "--metrics_listen", "0.0.0.0:9187"}, none).ok());
+  EXPECT_FALSE(CheckListenFlags({outboxd, "run"}, {{"OUTBOXD_ADMIN_LISTEN", "127.0.0.1:0"},
+                                                   {"OUTBOXD_METRICS_LISTEN", "127.0.0.1:9187"}})
+                   .ok());
+  // Free ports or disabled, as flags (either form) or variables.
+  EXPECT_TRUE(CheckListenFlags(
+      {outboxd, "run", "--admin_listen=127.0.0.1:0", "-metrics_listen="}, none).ok());
+  EXPECT_TRUE(CheckListenFlags({outboxd, "run", "--admin_listen", "", "--metrics_listen="}, none).ok());
+  EXPECT_TRUE(CheckListenFlags({outboxd, "run"}, {{"OUTBOXD_ADMIN_LISTEN", "127.0.0.1:0"},
+                                                  {"OUTBOXD_METRICS_LISTEN", ""}})
+                  .ok());
+  // Other commands bind nothing; --help neither.
+  EXPECT_TRUE(CheckListenFlags({outboxd, "init", "--postgres=x"}, none).ok());
+  EXPECT_TRUE(CheckListenFlags({outboxd, "run", "--help"}, none).ok());
+  EXPECT_TRUE(CheckListenFlags({"/bin/echo", "run"}, none).ok());
+}
+
+TEST(SubprocessTest, AddTestListenFlagsGivesFreePortsWhereNoneAreGiven) {
+  const std::string outboxd = BinaryPath("outboxd");
+  std::vector<std::string> argv = {outboxd, "run", "--metrics_listen="};
+  AddTestListenFlags(argv);
+  EXPECT_THAT(argv, ElementsAre(outboxd, "run", "--admin_listen=127.0.0.1:0", "--metrics_listen="));
+  EXPECT_TRUE(CheckListenFlags(argv, {}).ok());
+  std::vector<std::string> from_env = {outboxd, "run"};
+  AddTestListenFlags(from_env, {{"OUTBOXD_ADMIN_LISTEN", ""}});
+  EXPECT_THAT(from_env, ElementsAre(outboxd, "run", "--metrics_listen=127.0.0.1:0"));
+  std::vector<std::string> init = {outboxd, "init"};
+  AddTestListenFlags(init);
+  EXPECT_THAT(init, ElementsAre(outboxd, "init"));
+}
+
 TEST(WaitForTest, TrueAndTimeout) {
   int calls = 0;
   EXPECT_TRUE(WaitFor([&] { return ++calls >= 3; }, absl::Seconds(5), absl::Milliseconds(1)));

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "outboxd/status_macros.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/wait.h"
 
@@ -111,10 +112,9 @@ absl::Status KafkaMockProcess::Command(absl::string_view line) {
     if (n < 0) return ErrnoError("send to kafka-mock");
     sent += static_cast<size_t>(n);
   }
-  absl::StatusOr<std::string> answer = ReadLine(kCommandTimeout);
-  if (!answer.ok()) return answer.status();
-  if (*answer != "ok") {
-    return absl::InternalError(absl::StrCat("kafka-mock \"", line, "\": ", *answer));
+  ASSIGN_OR_RETURN(std::string answer, ReadLine(kCommandTimeout));
+  if (answer != "ok") {
+    return absl::InternalError(absl::StrCat("kafka-mock \"", line, "\": ", answer));
   }
   return absl::OkStatus();
 }

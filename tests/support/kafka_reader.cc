@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "outboxd/status_macros.h"
 
 namespace outboxd::test {
 namespace {
@@ -165,18 +166,16 @@ absl::StatusOr<std::vector<KafkaRecord>> ReadTopic(absl::string_view brokers,
                                                    absl::string_view topic, size_t expected,
                                                    absl::Duration deadline) {
   const absl::Time end = absl::Now() + deadline;
-  absl::StatusOr<Consumer> consumer = NewConsumer(brokers, /*for_assign=*/true);
-  if (!consumer.ok()) return consumer.status();
-  rd_kafka_t* rk = consumer->get();
+  ASSIGN_OR_RETURN(Consumer consumer, NewConsumer(brokers, /*for_assign=*/true));
+  rd_kafka_t* rk = consumer.get();
   const std::string topic_name(topic);
 
-  absl::StatusOr<int> partitions = WaitForPartitions(rk, topic_name, end);
-  if (!partitions.ok()) return partitions.status();
+  ASSIGN_OR_RETURN(int partitions, WaitForPartitions(rk, topic_name, end));
   std::vector<KafkaRecord> records;
-  if (*partitions == 0) return records;  // never appeared; the caller's count check reports it
+  if (partitions == 0) return records;  // never appeared; the caller's count check reports it
 
-  PartitionList assignment(rd_kafka_topic_partition_list_new(*partitions));
-  for (int p = 0; p < *partitions; ++p) {
+  PartitionList assignment(rd_kafka_topic_partition_list_new(partitions));
+  for (int p = 0; p < partitions; ++p) {
     rd_kafka_topic_partition_list_add(assignment.get(), topic_name.c_str(), p)->offset =
         RD_KAFKA_OFFSET_BEGINNING;
   }
@@ -205,12 +204,11 @@ absl::StatusOr<std::vector<KafkaRecord>> ReadTopic(absl::string_view brokers,
 absl::StatusOr<std::vector<std::string>> ListTopics(absl::string_view brokers,
                                                     absl::Duration deadline) {
   const absl::Time end = absl::Now() + deadline;
-  absl::StatusOr<Consumer> consumer = NewConsumer(brokers, /*for_assign=*/false);
-  if (!consumer.ok()) return consumer.status();
+  ASSIGN_OR_RETURN(Consumer consumer, NewConsumer(brokers, /*for_assign=*/false));
   while (true) {
     const rd_kafka_metadata_t* raw = nullptr;
     const rd_kafka_resp_err_t err =
-        rd_kafka_metadata(consumer->get(), /*all_topics=*/1, nullptr, &raw, BlockMs(end));
+        rd_kafka_metadata(consumer.get(), /*all_topics=*/1, nullptr, &raw, BlockMs(end));
     Metadata md(raw);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       std::vector<std::string> names;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "outboxd/status_macros.h"
 #include "pq/handles.h"
 #include "tests/support/subprocess.h"
 
@@ -64,15 +65,14 @@ absl::Status RunPgProgram(absl::string_view program, std::vector<std::string> ar
   argv.push_back(absl::StrCat(kPgBin, "/", program));
   argv.insert(argv.end(), args.begin(), args.end());
   // initdb needs a locale; the test machine may not have the caller's.
-  absl::StatusOr<std::unique_ptr<Subprocess>> process =
-      Subprocess::Start(argv, {{"LC_ALL", "C.UTF-8"}, {"LANG", "C.UTF-8"}});
-  if (!process.ok()) return process.status();
-  absl::StatusOr<int> exit_code = (*process)->Wait(absl::Seconds(120));
+  ASSIGN_OR_RETURN(std::unique_ptr<Subprocess> process,
+      Subprocess::Start(argv, {{"LC_ALL", "C.UTF-8"}, {"LANG", "C.UTF-8"}}));
+  absl::StatusOr<int> exit_code = process->Wait(absl::Seconds(120));
   if (!exit_code.ok() || *exit_code != 0) {
     return absl::InternalError(absl::StrCat(
         absl::StrJoin(argv, " "), " failed (",
         exit_code.ok() ? absl::StrCat("exit code ", *exit_code) : exit_code.status().ToString(),
-        "): ", (*process)->Stdout(), (*process)->Stderr()));
+        "): ", process->Stdout(), process->Stderr()));
   }
   return absl::OkStatus();
 }
@@ -200,9 +200,8 @@ std::string PgServer::ConnInfo(absl::string_view user, absl::string_view dbname)
 absl::Status PgServer::Exec(absl::string_view sql) { return Run(ConnInfo(), sql).status(); }
 
 absl::StatusOr<PgServer::Rows> PgServer::Query(absl::string_view sql) {
-  absl::StatusOr<PgResult> result = Run(ConnInfo(), sql);
-  if (!result.ok()) return result.status();
-  const PGresult* res = result->get();
+  ASSIGN_OR_RETURN(PgResult result, Run(ConnInfo(), sql));
+  const PGresult* res = result.get();
   Rows rows(PQntuples(res));
   for (int r = 0; r < PQntuples(res); ++r) {
     for (int c = 0; c < PQnfields(res); ++c) {
@@ -217,15 +216,14 @@ absl::StatusOr<PgServer::Rows> PgServer::Query(absl::string_view sql) {
 }
 
 absl::StatusOr<std::string> PgServer::QueryValue(absl::string_view sql) {
-  absl::StatusOr<Rows> rows = Query(sql);
-  if (!rows.ok()) return rows.status();
-  if (rows->empty() || rows->front().empty()) {
+  ASSIGN_OR_RETURN(Rows rows, Query(sql));
+  if (rows.empty() || rows.front().empty()) {
     return absl::NotFoundError(absl::StrCat("\"", sql, "\" returned no value"));
   }
-  if (!rows->front().front().has_value()) {
+  if (!rows.front().front().has_value()) {
     return absl::NotFoundError(absl::StrCat("\"", sql, "\" returned NULL"));
   }
-  return *rows->front().front();
+  return *rows.front().front();
 }
 
 std::string PgServer::LogTail(int lines) const {

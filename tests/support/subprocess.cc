@@ -10,11 +10,17 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "outboxd/status_macros.h"
 #include "tests/support/wait.h"
 
 extern char** environ;
@@ -51,13 +57,81 @@ std::string ReadFile(const std::string& path) {
   return content.str();
 }
 
+bool IsOutboxdRun(const std::vector<std::string>& argv) {
+  if (argv.size() < 2 || argv[1] != "run") return false;
+  const absl::string_view program = argv[0];
+  const size_t slash = program.rfind('/');
+  return program.substr(slash == absl::string_view::npos ? 0 : slash + 1) == "outboxd";
+}
+
+// The value `flag` (e.g. "admin_listen") gets from argv (--flag=V, -flag=V, --flag V) or from
+// extra_env (OUTBOXD_FLAG), if any. The command line wins, as in outboxd.
+std::optional<std::string> ListenValue(const std::vector<std::string>& argv, const EnvVars& extra_env,
+                                       absl::string_view flag, absl::string_view variable) {
+  std::optional<std::string> value;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    absl::string_view arg = argv[i];
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (!absl::ConsumePrefix(&arg, flag)) continue;
+    if (absl::ConsumePrefix(&arg, "=")) {
+      value = std::string(arg);
+    } else if (arg.empty() && i + 1 < argv.size()) {
+      value = argv[++i];
+    }
+  }
+  if (value) return value;
+  for (const auto& [name, v] : extra_env) {
+    if (name == variable) value = v;
+  }
+  return value;
+}
+
 }  // namespace
 
 std::string BinaryPath(absl::string_view name) { return absl::StrCat(OUTBOXD_BIN_DIR, "/", name); }
 
-absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
-    std::vector<std::string> argv, std::vector<std::pair<std::string, std::string>> extra_env) {
+absl::Status CheckListenFlags(const std::vector<std::string>& argv, const EnvVars& extra_env) {
+  if (!IsOutboxdRun(argv)) return absl::OkStatus();
+  for (const std::string& arg : argv) {
+    if (arg == "--help" || arg == "--helpfull" || arg == "-h") return absl::OkStatus();
+  }
+  const struct {
+    absl::string_view flag, variable, default_port;
+  } listeners[] = {{"admin_listen", "OUTBOXD_ADMIN_LISTEN", "7700"},
+                   {"metrics_listen", "OUTBOXD_METRICS_LISTEN", "9187"}};
+  for (const auto& l : listeners) {
+    const std::optional<std::string> value = ListenValue(argv, extra_env, l.flag, l.variable);
+    const bool default_port =
+        value && absl::EndsWith(*value, absl::StrCat(":", l.default_port));
+    if (!value || default_port) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "a test must not bind outboxd's default ", l.flag, " port ", l.default_port,
+          " (a developer's relay may be using it): pass --", l.flag,
+          "=127.0.0.1:0 (the relay logs the address it bound), or an empty --", l.flag,
+          "= to turn it off, or start it through RelayEnv / AddTestListenFlags; command: ",
+          absl::StrJoin(argv, " ")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AddTestListenFlags(std::vector<std::string>& argv, const EnvVars& extra_env) {
+  if (!IsOutboxdRun(argv)) return;
+  std::vector<std::string> added;
+  for (absl::string_view flag : {"admin_listen", "metrics_listen"}) {
+    const std::string variable = absl::StrCat("OUTBOXD_", absl::AsciiStrToUpper(flag));
+    if (!ListenValue(argv, extra_env, flag, variable)) {
+      added.push_back(absl::StrCat("--", flag, "=127.0.0.1:0"));
+    }
+  }
+  // Right after "run": a test's last argument may be a flag left without its value on purpose.
+  argv.insert(argv.begin() + 2, added.begin(), added.end());
+}
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(std::vector<std::string> argv,
+                                                              EnvVars extra_env) {
   if (argv.empty()) return absl::InvalidArgumentError("Subprocess::Start: empty argv");
+  RETURN_IF_ERROR(CheckListenFlags(argv, extra_env));
 
   // Everything the child needs is built before fork: between fork and exec in a multi-threaded
   // process (librdkafka has threads) only async-signal-safe calls are allowed, so no malloc.
@@ -78,12 +152,11 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
 
-  absl::StatusOr<std::pair<std::string, int>> out = MakeOutputFile("stdout");
-  if (!out.ok()) return out.status();
+  ASSIGN_OR_RETURN(auto out, MakeOutputFile("stdout"));
   absl::StatusOr<std::pair<std::string, int>> err = MakeOutputFile("stderr");
   if (!err.ok()) {
-    close(out->second);
-    unlink(out->first.c_str());
+    close(out.second);
+    unlink(out.first.c_str());
     return err.status();
   }
   const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -92,22 +165,22 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   if (pid == 0) {
     // dup2 clears O_CLOEXEC on the new descriptors, so only 0, 1, 2 survive exec.
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    dup2(out->second, STDOUT_FILENO);
+    dup2(out.second, STDOUT_FILENO);
     dup2(err->second, STDERR_FILENO);
     execve(program.c_str(), args.data(), envp.data());
     _exit(127);
   }
   const int fork_errno = errno;
-  close(out->second);
+  close(out.second);
   close(err->second);
   if (null_fd >= 0) close(null_fd);
   if (pid < 0) {
-    unlink(out->first.c_str());
+    unlink(out.first.c_str());
     unlink(err->first.c_str());
     errno = fork_errno;
     return ErrnoError("fork");
   }
-  return std::unique_ptr<Subprocess>(new Subprocess(pid, out->first, err->first));
+  return std::unique_ptr<Subprocess>(new Subprocess(pid, out.first, err->first));
 }
 
 Subprocess::~Subprocess() {

@@ -9,6 +9,14 @@
 // stdout and stderr go to temporary files rather than pipes, so a chatty child never blocks on a
 // full pipe and nothing it printed is lost when it crashes; read them at any time. stdin is
 // /dev/null.
+//
+// No test binds outboxd's default ports: `outboxd run` serves its admin API on 127.0.0.1:7700 and
+// metrics on 127.0.0.1:9187 unless told otherwise, and a test doing that would reach a
+// developer's running relay (or take the port from the next test). Start() refuses an
+// `outboxd run` whose --admin_listen or --metrics_listen is not given (flag or OUTBOXD_*
+// variable) or names a default port; AddTestListenFlags() adds free-port flags (127.0.0.1:0; the
+// relay logs the address it bound: "admin API listening on ...", "metrics listening on
+// http://...").
 #ifndef OUTBOXD_TESTS_SUPPORT_SUBPROCESS_H_
 #define OUTBOXD_TESTS_SUPPORT_SUBPROCESS_H_
 
@@ -20,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -29,14 +38,23 @@ namespace outboxd::test {
 // OUTBOXD_BIN_DIR/name: where the build puts `outboxd`, `kafka-mock` and the other binaries.
 std::string BinaryPath(absl::string_view name);
 
+using EnvVars = std::vector<std::pair<std::string, std::string>>;
+
+// For `outboxd run` (argv[0] named outboxd, argv[1] "run"): FailedPrecondition naming the fix
+// unless both listen addresses are given on the command line or in extra_env, and neither is a
+// default port. OK for anything else, and for --help.
+absl::Status CheckListenFlags(const std::vector<std::string>& argv, const EnvVars& extra_env);
+// For `outboxd run`: inserts --admin_listen=127.0.0.1:0 and --metrics_listen=127.0.0.1:0 after
+// "run" where argv and extra_env give none.
+void AddTestListenFlags(std::vector<std::string>& argv, const EnvVars& extra_env = {});
+
 // Used from one test thread; not thread-safe.
 class Subprocess {
  public:
   // argv[0] is a path, or a name looked up in PATH. extra_env is added to (or overrides) this
-  // process's environment for the child.
-  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(
-      std::vector<std::string> argv,
-      std::vector<std::pair<std::string, std::string>> extra_env = {});
+  // process's environment for the child. CheckListenFlags() must pass.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(std::vector<std::string> argv,
+                                                           EnvVars extra_env = {});
 
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
