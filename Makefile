@@ -11,7 +11,7 @@ JOBS ?= 2
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DOUTBOXD_WERROR=$(WERROR)
 
-.PHONY: all deps build test unit-test integration-test kafka-test kafka-jars demo clean fuzz fuzz-build
+.PHONY: all deps build test promtool unit-test integration-test kafka-test kafka-jars demo clean fuzz fuzz-build
 
 all: build
 
@@ -31,9 +31,14 @@ kafka-jars: deps
 	@./scripts/fetch-kafka-jars.sh >/dev/null
 	@./scripts/fetch-kafka-jars.sh bench/debezium/pom.xml >/dev/null
 
+# promtool for the alerting-rule tests (ctest -L ops), unpacked from Debian's prometheus
+# package into ~/.cache/outboxd/prometheus without installing (and starting) the server.
+promtool: deps
+	@./scripts/fetch-promtool.sh >/dev/null
+
 # Every test: unit tests, integration tests (real PostgreSQL + kafka-mock) and the same
 # guarantees on real Apache Kafka (ctest label kafka).
-test: build fuzz-build kafka-jars
+test: build fuzz-build kafka-jars promtool
 	./scripts/check-compose.sh
 	# Bench smoke run (~2 min: outboxd both modes, Debezium both configs, polling and the Kafka
 	# floor for a few seconds each on real Kafka): keeps the harness from rotting; no targets.

@@ -18,10 +18,11 @@ packages=(
   openjdk-17-jre-headless maven  # real Apache Kafka for the tests (tests/kafka/, scripts/fetch-kafka-jars.sh)
   iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose
-  # ctest -L ops: promtool checks and tests the alerting rules (the package also brings the
-  # Prometheus server, which nothing here starts); the Kubernetes API's types check the
-  # manifests (tests/ops/check_kubernetes.py, run by /usr/bin/python3).
-  prometheus python3-yaml python3-kubernetes
+  # ctest -L ops: the Kubernetes API's types check the manifests (tests/ops/check_kubernetes.py,
+  # run by /usr/bin/python3). promtool, which checks the alerting rules, comes from the
+  # prometheus package's files without installing it (scripts/fetch-promtool.sh): the package
+  # would start a Prometheus server.
+  python3-yaml python3-kubernetes
 )
 
 missing=()

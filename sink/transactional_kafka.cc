@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
 #include "outboxd/status_macros.h"
+#include "sink/checkpoint_topic.h"
 #include "sink/producer.h"
 #include "sink/rdkafka_util.h"
 
@@ -23,19 +24,6 @@ struct ErrorDeleter {
   void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
 };
 using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
-
-struct ConsumerDeleter {
-  void operator()(rd_kafka_t* rk) const {
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-  }
-};
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
-};
-struct PartitionListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
-};
 
 // Maps a transactional API error: Aborted when the transaction must be
 // aborted, Internal when the producer is unusable (fenced), else Unavailable.
@@ -152,80 +140,7 @@ class RdKafkaTransactional final : public TransactionalKafka {
 
 absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitted(
     absl::string_view topic, absl::string_view key) {
-  ConfPtr conf(rd_kafka_conf_new());
-  std::array<char, 512> errstr{};
-  const std::pair<const char*, std::string> settings[] = {
-      {"bootstrap.servers", config_.brokers},
-      // assign() needs a group id; nothing joins or commits with it.
-      {"group.id", "outboxd-checkpoint-reader"},
-      {"isolation.level", "read_committed"},
-      {"enable.auto.commit", "false"},
-      {"enable.partition.eof", "true"},
-      {"auto.offset.reset", "earliest"},
-  };
-  for (const auto& [name, value] : settings) {
-    if (rd_kafka_conf_set(conf.get(), name, value.c_str(), errstr.data(), errstr.size()) != RD_KAFKA_CONF_OK) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint reader property ", name, ": ", errstr.data()));
-    }
-  }
-  for (const auto& [name, value] : config_.kafka_properties) {
-    // Security settings apply to the reader too; producer-only ones are refused and skipped.
-    rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr.data(), errstr.size());
-  }
-  rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr.data(), errstr.size());
-  if (rk == nullptr) return absl::InvalidArgumentError(absl::StrCat("checkpoint reader: ", errstr.data()));
-  conf.release();
-  std::unique_ptr<rd_kafka_t, ConsumerDeleter> consumer(rk);
-  rd_kafka_poll_set_consumer(rk);
-
-  // All topics, not the one by name: naming it would auto-create it.
-  const rd_kafka_metadata_t* metadata = nullptr;
-  if (rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, nullptr, &metadata, 10000); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::UnavailableError(absl::StrCat("cannot read Kafka metadata for the checkpoint: ", rd_kafka_err2str(e)));
-  }
-  std::unique_ptr<rd_kafka_topic_partition_list_t, PartitionListDeleter> partitions(
-      rd_kafka_topic_partition_list_new(4));
-  const std::string topic_name(topic);
-  for (int t = 0; t < metadata->topic_cnt; ++t) {
-    if (topic_name != metadata->topics[t].topic) continue;
-    for (int p = 0; p < metadata->topics[t].partition_cnt; ++p) {
-      int64_t low = 0, high = 0;
-      const int32_t id = metadata->topics[t].partitions[p].id;
-      if (rd_kafka_query_watermark_offsets(rk, topic_name.c_str(), id, &low, &high, 10000) ==
-              RD_KAFKA_RESP_ERR_NO_ERROR &&
-          high > low) {
-        rd_kafka_topic_partition_list_add(partitions.get(), topic_name.c_str(), id)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-      }
-    }
-  }
-  rd_kafka_metadata_destroy(metadata);
-  if (partitions->cnt == 0) return std::optional<std::string>();
-  if (rd_kafka_resp_err_t e = rd_kafka_assign(rk, partitions.get()); e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::UnavailableError(absl::StrCat("cannot read ", topic, ": ", rd_kafka_err2str(e)));
-  }
-  std::optional<std::string> last;
-  int at_end = 0;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (at_end < partitions->cnt) {
-    if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "reading the checkpoint from ", topic, " took over 30 s; is a transaction of another "
-          "producer still open on it?"));
-    }
-    std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk, 200));
-    if (m == nullptr) continue;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      ++at_end;
-      continue;
-    }
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
-    if (absl::string_view(static_cast<const char*>(m->key), m->key_len) == key) {
-      last.emplace(static_cast<const char*>(m->payload), m->len);
-    }
-  }
-  return last;
+  return ReadLastCommittedRecord(config_, topic, key);
 }
 
 }  // namespace

@@ -41,7 +41,9 @@ TransactionalSink::~TransactionalSink() {
 absl::Status TransactionalSink::Recover() {
   // Fence first: an older producer's open transaction is aborted, so the
   // checkpoint read below cannot be overtaken by a zombie's late commit.
+  const absl::Time started = absl::Now();
   RETURN_IF_ERROR(kafka_->InitTransactions());
+  const absl::Time fenced = absl::Now();
   ASSIGN_OR_RETURN(auto last, kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot));
   if (last.has_value()) {
     v1::Checkpoint checkpoint;
@@ -54,7 +56,10 @@ absl::Status TransactionalSink::Recover() {
   }
   LogInfo(absl::StrCat("exactly-once: last committed checkpoint for slot ", config_.slot, " in ",
                        config_.checkpoint_topic, ": ",
-                       recovered_.valid() ? recovered_.ToString() : std::string("none")));
+                       recovered_.valid() ? recovered_.ToString() : std::string("none"),
+                       " (fenced in ", absl::FormatDuration(absl::Trunc(fenced - started, absl::Milliseconds(1))),
+                       ", read in ", absl::FormatDuration(absl::Trunc(absl::Now() - fenced, absl::Milliseconds(1))),
+                       ")"));
   return absl::OkStatus();
 }
 

@@ -120,8 +120,9 @@ const char kUsage[] = R"(outboxd relays transactional outbox rows from PostgreSQ
 usage: outboxd <command> [flags]
 
 commands:
-  init    create the outbox table, publication and slot (idempotent)
-          --postgres [--table --publication --slot]
+  init    create the outbox table, publication and slot (idempotent); with --brokers
+          also the compacted checkpoint topic of --delivery=exactly-once
+          --postgres [--table --publication --slot --brokers --checkpoint_topic]
   run     stream outbox inserts to Kafka; confirms WAL only after Kafka acknowledges
           --postgres --brokers [--table --publication --slot --kafka_property=k=v ...]
   tail    print events from Kafka as JSON lines
@@ -159,6 +160,8 @@ const std::vector<FlagGroup>& FlagGroups() {
         "aggregate_type_column", "aggregate_id_column", "event_type_column", "payload_column",
         "headers_column", "topic_column"}},
       {"Kafka", {"run", "tail"}, {"brokers"}},
+      {"Exactly-once checkpoint topic (created when --brokers is given)", {"init"},
+       {"brokers", "checkpoint_topic", "kafka_property"}},
       {"Routing and producer", {"run"},
        {"topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "kafka_property"}},
       {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "transaction_max_events", "transaction_max_age"}},

@@ -33,6 +33,7 @@
 #include "cmd/outboxd/flags.h"
 #include "outboxd/log.h"
 #include "outboxd/status_macros.h"
+#include "sink/checkpoint_topic.h"
 #include "sink/kafka_sink.h"
 #include "sink/tail.h"
 #include "sink/transactional_sink.h"
@@ -114,12 +115,24 @@ absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& c
   return outboxd::cdc::EnsureSlot(conn.get(), config);
 }
 
-int Init() {
+int Init(const std::vector<std::pair<std::string, std::string>>& kafka_properties) {
   if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
   auto config = OutboxConfigFromFlags();
   if (!config.ok()) return Fail(config.status(), kExitUsage);
   auto confirmed = PrepareDatabase(*config, /*init=*/true);
   if (!confirmed.ok()) return Fail(confirmed.status());
+  // With --brokers, also the exactly-once checkpoint topic (compacted), so it
+  // is never auto-created with the delete policy.
+  if (const std::string brokers = absl::GetFlag(FLAGS_brokers); !brokers.empty()) {
+    outboxd::sink::SinkConfig sink_config;
+    sink_config.brokers = brokers;
+    sink_config.kafka_properties = kafka_properties;
+    if (absl::Status s = outboxd::sink::EnsureCheckpointTopic(
+            sink_config, absl::GetFlag(FLAGS_checkpoint_topic));
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
   std::cout << "ready: " << (config->source.table ? "table " + config->table.QualifiedName() : "messages only")
             << ", publication "
             << config->publication << ", slot " << config->slot << " (confirmed "
@@ -189,6 +202,20 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   if (auto probe = outboxd::sink::KafkaSink::Create(sink_config, [](uint64_t, const absl::Status&) {});
       !probe.ok()) {
     return Fail(probe.status(), kExitUsage);
+  }
+
+  if (delivery == "exactly-once") {
+    // Created if missing; an existing one must be compacted. Kafka out of
+    // reach now is ridden out like any outage (the sink retries); a topic
+    // with the wrong policy is not.
+    const absl::Status topic =
+        outboxd::sink::EnsureCheckpointTopic(sink_config, absl::GetFlag(FLAGS_checkpoint_topic));
+    if (absl::IsUnavailable(topic)) {
+      outboxd::LogWarning(absl::StrCat("cannot check the checkpoint topic now (", topic.message(),
+                                       "); going on"));
+    } else if (!topic.ok()) {
+      return Fail(topic);
+    }
   }
 
   auto confirmed = PrepareDatabase(*config, /*init=*/false);
@@ -370,7 +397,7 @@ int main(int argc, char** argv) {
                                                : outboxd::LogLevel::kInfo);
   InstallStopHandlers();
 
-  if (command == "init") return Init();
+  if (command == "init") return Init(kafka_properties);
   if (command == "run") return Run(kafka_properties);
   if (command == "tail") return Tail();
   if (command == "peek") return PeekCommand(*rest);

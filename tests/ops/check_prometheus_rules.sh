@@ -3,10 +3,8 @@
 # should and not before (promtool test rules on the synthetic series of outboxd.rules.test.yml).
 #   tests/ops/check_prometheus_rules.sh DEPLOY_PROMETHEUS_DIR
 set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+promtool=$("$root/scripts/fetch-promtool.sh") || { echo "FAIL: no promtool (see above)" >&2; exit 1; }
 cd "$1"
-if ! command -v promtool >/dev/null; then
-  echo "FAIL: promtool not found; run scripts/install-deps.sh (Debian package prometheus)" >&2
-  exit 1
-fi
-promtool check rules outboxd.rules.yml
-promtool test rules outboxd.rules.test.yml
+"$promtool" check rules outboxd.rules.yml
+"$promtool" test rules outboxd.rules.test.yml

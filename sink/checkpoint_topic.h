@@ -1,0 +1,45 @@
+// The exactly-once checkpoint topic: created right, checked, read in bounded
+// time.
+//
+//   RETURN_IF_ERROR(EnsureCheckpointTopic(config, "outboxd.checkpoints"));   // init, run
+//   ASSIGN_OR_RETURN(std::optional<std::string> last,
+//                    ReadLastCommittedRecord(config, "outboxd.checkpoints", slot));
+//
+// The topic holds one record per committed Kafka transaction, keyed by slot.
+// It must be compacted (cleanup.policy=compact): with the delete policy it is
+// never trimmed to what matters. Recovery never reads it whole: it reads
+// backwards from the end, in windows, until it has the last committed record
+// of the slot, so start-up time does not grow with the topic's history.
+//
+// Thread: any; each call makes and closes its own short-lived client.
+#ifndef OUTBOXD_SINK_CHECKPOINT_TOPIC_H_
+#define OUTBOXD_SINK_CHECKPOINT_TOPIC_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "sink/sink_config.h"
+
+namespace outboxd::sink {
+
+// Creates `topic` if it does not exist (compacted, one partition, replication
+// factor min(3, brokers)); if it exists, checks that it is compacted:
+// FailedPrecondition with the fix if not. A broker that cannot describe topic
+// configurations gets a warning, not an error. Unavailable if Kafka cannot be
+// reached within `timeout`.
+absl::Status EnsureCheckpointTopic(const SinkConfig& config, absl::string_view topic,
+                                   absl::Duration timeout = absl::Seconds(10));
+
+// The value of the last record with `key` that read_committed readers see in
+// `topic` (any partition), or nullopt if none (or the topic does not exist).
+absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(
+    const SinkConfig& config, absl::string_view topic, absl::string_view key,
+    absl::Duration timeout = absl::Seconds(30));
+
+}  // namespace outboxd::sink
+
+#endif  // OUTBOXD_SINK_CHECKPOINT_TOPIC_H_
