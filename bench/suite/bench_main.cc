@@ -102,9 +102,6 @@ absl::Status SetUp(Env& env) {
     env.kafka = std::make_unique<test::ExternalKafka>(absl::GetFlag(FLAGS_kafka_brokers), "",
                                                       "", "");
     env.kafka_version = absl::GetFlag(FLAGS_kafka_version);
-    // exactly-once needs its checkpoint topic; the tests' broker creates no topic by itself
-    // (auto.create.topics.enable=false, as production clusters run).
-    RETURN_IF_ERROR(env.kafka->CreateTopic(kCheckpointTopic, 1));
     env.real_kafka = true;
     env.connect_classpath = absl::GetFlag(FLAGS_connect_classpath);
   } else {
