@@ -133,17 +133,34 @@ absl::Status SendEvent(const v1::OutboxEvent& event, absl::string_view topic_ove
                             ": ", record.dead_letter_reason));
   }
   absl::Status sent = send(record);
-  if (absl::IsOutOfRange(sent) && record.dead_letter_reason.empty()) {
-    const std::string reason = TooLargeReason(record.ByteSize(), message_max_bytes);
-    if (config.stop_on_poison) return PoisonError(event.id(), reason);
-    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
-                            config.dead_letter_topic, " without its payload: ", reason));
-    sent = send(DeadLetterCopy(record, reason, /*strip_payload=*/true, config));
-    if (sent.ok()) *dead_lettered = true;
-    return sent;
+  if (!record.dead_letter_reason.empty()) {
+    *dead_lettered = sent.ok();
+    return DeadLetterSendResult(sent, config);
   }
-  if (sent.ok() && !record.dead_letter_reason.empty()) *dead_lettered = true;
-  return sent;
+  // Too large, or refused for good (say its topic does not exist): the
+  // dead-letter topic, payload removed when size is the reason.
+  const bool too_large = absl::IsOutOfRange(sent);
+  if (!too_large && !absl::IsFailedPrecondition(sent)) return sent;
+  const std::string reason =
+      too_large ? TooLargeReason(record.ByteSize(), message_max_bytes) : std::string(sent.message());
+  if (config.stop_on_poison) return PoisonError(event.id(), reason);
+  LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
+                          config.dead_letter_topic, too_large ? " without its payload" : "", ": ",
+                          reason));
+  sent = send(DeadLetterCopy(record, reason, /*strip_payload=*/too_large, config));
+  *dead_lettered = sent.ok();
+  return DeadLetterSendResult(sent, config);
+}
+
+absl::Status DeadLetterSendResult(const absl::Status& sent, const SinkConfig& config) {
+  if (sent.ok() || absl::IsResourceExhausted(sent)) return sent;
+  // Nothing is left to park the event in: stop rather than rewind into the
+  // same refusal forever.
+  return SinkError(SinkFailure::kFatal,
+                   absl::UnavailableError(absl::StrCat(
+                       "cannot write to the dead-letter topic ", config.dead_letter_topic, ": ",
+                       sent.message(), "; stopping, nothing past it is confirmed. Fix: make the "
+                       "topic writable (or choose another with --dead_letter_topic) and restart")));
 }
 
 }  // namespace outboxd::sink

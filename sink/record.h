@@ -70,14 +70,20 @@ std::string TooLargeReason(size_t bytes, int64_t message_max_bytes);
 
 // Routes `event` and queues its record through `send`. `send` returns OK,
 // ResourceExhausted (queue full, nothing queued), OutOfRange (larger than the
-// client's message.max.bytes, nothing queued) or its own error. An invalid
-// topic or a record too large goes to the dead-letter topic (too large:
-// without its payload), or with config.stop_on_poison returns PoisonError().
-// Returns OK when queued (*dead_lettered says whether as a dead letter),
-// ResourceExhausted (offer the same event again), or the error.
+// client's message.max.bytes, nothing queued), FailedPrecondition (Kafka will
+// never take it) or its own error. An invalid topic, a record too large or
+// one refused for good goes to the dead-letter topic (too large: without its
+// payload), or with config.stop_on_poison returns PoisonError(). Returns OK
+// when queued (*dead_lettered says whether as a dead letter),
+// ResourceExhausted (offer the same event again), a SinkFailure::kFatal error
+// when the dead-letter topic refuses it too, or send's error.
 absl::Status SendEvent(const v1::OutboxEvent& event, absl::string_view topic_override,
                        const SinkConfig& config, int64_t message_max_bytes, Record* scratch,
                        absl::FunctionRef<absl::Status(const Record&)> send, bool* dead_lettered);
+
+// What a failed send of a dead letter means: OK and ResourceExhausted as
+// they are; anything else a SinkFailure::kFatal error naming the topic.
+absl::Status DeadLetterSendResult(const absl::Status& sent, const SinkConfig& config);
 
 }  // namespace outboxd::sink
 

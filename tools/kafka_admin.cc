@@ -15,6 +15,7 @@
 //
 // Threads: main only; every librdkafka call here waits with a timeout.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ ABSL_FLAG(std::string, probe_topic, "",
           "ready: also create this topic (replication factor --count) and wait until it has a "
           "leader");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(60), "how long to keep asking");
+ABSL_FLAG(int, pid, 0, "ready: give up as soon as this process (the node's JVM) has exited");
 ABSL_FLAG(std::string, topic, "", "leader: the topic");
 ABSL_FLAG(int, partition, 0, "leader: the partition");
 ABSL_FLAG(std::vector<std::string>, property, {},
@@ -51,7 +53,7 @@ namespace {
 constexpr char kUsage[] = R"(Kafka and port questions for tests/kafka/kafka-cluster.sh.
 
   kafka-admin free-ports N
-  kafka-admin ready --brokers=B [--count=N] [--node=ID] [--probe_topic=T] [--timeout=60s]
+  kafka-admin ready --brokers=B [--count=N] [--node=ID] [--probe_topic=T] [--timeout=60s] [--pid=P]
   kafka-admin leader --brokers=B --topic=T [--partition=P]
 
 Exit 0 when answered, 1 (with the reason on stderr) otherwise.)";
@@ -190,7 +192,12 @@ int Ready() {
   std::string last = "no answer yet";
   bool brokers_ok = false;
   bool created = probe.empty();
+  const int pid = absl::GetFlag(FLAGS_pid);
   while (absl::Now() < end) {
+    if (pid > 0 && kill(pid, 0) != 0) {
+      std::fprintf(stderr, "kafka-admin ready: process %d (the node) has exited\n", pid);
+      return 1;
+    }
     Metadata md = Ask(rk.get(), nullptr, &error);
     if (md == nullptr) {
       last = error;

@@ -15,7 +15,8 @@
 // kafka().HasMockControl() is false there. A real broker is shared by the tests running at once
 // and keeps their topics, so there every name the relay derives from its defaults is given a
 // prefix unique to the test: StartRelay passes --topic_prefix, --dead_letter_topic and
-// --checkpoint_topic under it (a test's own flags come later and win), and Topic() maps
+// --checkpoint_topic under it (a test's own flags come later and win), in exactly-once mode a
+// transactional.id of its own too, and Topic() maps
 // "outbox.*"/"outboxd.*" names to it for CreateTopic and ReadEvents. Tests keep writing
 // "outbox.event.order".
 #ifndef OUTBOXD_TESTS_INTEGRATION_RELAY_ENV_H_
@@ -171,6 +172,12 @@ class RelayEnv {
       args.push_back("--topic_prefix=" + Topic("outbox.event."));
       args.push_back("--dead_letter_topic=" + Topic("outbox.dead-letter"));
       args.push_back("--checkpoint_topic=" + Topic("outboxd.checkpoints"));
+      // The transactional.id is outboxd-<slot>, and every test's slot is "outboxd": relays of
+      // tests running at once on one Kafka would fence each other (each restart fencing the
+      // other's producer, neither getting anywhere). One id per test, kept across its restarts.
+      if (std::find(extra.begin(), extra.end(), "--delivery=exactly-once") != extra.end()) {
+        args.push_back(absl::StrCat("--kafka_property=transactional.id=", namespace_, "outboxd"));
+      }
     }
     args.insert(args.end(), extra.begin(), extra.end());
     AddTestListenFlags(args);

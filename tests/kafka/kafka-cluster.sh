@@ -37,8 +37,10 @@
 # Every node is a combined broker+controller (process.roles=broker,controller), formatted with
 # `kafka.tools.StorageTool format` and a static controller.quorum.voters naming all N nodes with
 # one cluster id (a single node is a quorum of one). Client listener PLAINTEXT, controller
-# listener CONTROLLER, optional SASL_SSL (SCRAM-SHA-512, user "outboxd"/"outboxd-secret" and an
-# admin user "admin"/"admin-secret" added at format time, a self-signed certificate made here
+# listener CONTROLLER, optional SASL_SSL (SCRAM-SHA-512 and PLAIN, user "outboxd"/"outboxd-secret"
+# and an admin user "admin"/"admin-secret"; SCRAM credentials are added at format time, but
+# librdkafka before 2.6.1 cannot do SCRAM with Kafka 4.x (#4895), so the C++ tests use PLAIN over
+# TLS; a self-signed certificate made here
 # with openssl; ACLs are enforced on it: StandardAuthorizer, super user "User:admin" and
 # "User:ANONYMOUS" so the PLAINTEXT listener and the controllers stay unrestricted).
 #
@@ -152,10 +154,12 @@ share.coordinator.state.topic.min.isr=$isr
 EOF
   if [[ "$sasl" == 1 ]]; then
     cat >>"$(node_dir "$n")/server.properties" <<EOF
-sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-ssl.keystore.type=PEM
-ssl.keystore.location=$DIR/tls/broker.pem
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-secret" user_outboxd="outboxd-secret";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$DIR/tls/broker.p12
+ssl.keystore.password=broker-key
 ssl.key.password=broker-key
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:ANONYMOUS
@@ -171,10 +175,10 @@ make_certificate() {
   openssl req -x509 -newkey rsa:2048 -sha256 -days 2 -nodes -subj "/CN=127.0.0.1" \
     -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
     -keyout "$tls/key.pem" -out "$tls/ca.pem" >/dev/null 2>&1 || die "openssl could not make a certificate"
-  # Kafka's PEM keystore wants an encrypted PKCS#8 key followed by the certificate.
-  openssl pkcs8 -topk8 -v2 aes-256-cbc -in "$tls/key.pem" -passout pass:broker-key \
-    -out "$tls/key.p8" >/dev/null 2>&1 || die "openssl pkcs8 failed"
-  cat "$tls/key.p8" "$tls/ca.pem" >"$tls/broker.pem"
+  # PKCS#12: Java 17 reads OpenSSL 3's default PKCS#12 encryption, but not its PBES2-encrypted
+  # PKCS#8 keys (a PEM keystore would need one).
+  openssl pkcs12 -export -in "$tls/ca.pem" -inkey "$tls/key.pem" -name broker \
+    -passout pass:broker-key -out "$tls/broker.p12" >/dev/null 2>&1 || die "openssl pkcs12 failed"
 }
 
 launch() {
@@ -189,7 +193,8 @@ launch() {
 
 wait_node_ready() {
   local n=$1 timeout=${2:-90s}
-  local args=(ready "--brokers=127.0.0.1:$(client_port "$n")" "--node=$n" "--timeout=$timeout")
+  local args=(ready "--brokers=127.0.0.1:$(client_port "$n")" "--node=$n" "--timeout=$timeout"
+              "--pid=$(node_pid "$n")")
   if ! "$(admin_bin)" "${args[@]}"; then
     alive "$n" || echo "kafka-cluster: node $n exited; $(node_dir "$n")/out.log:" >&2
     tail -5 "$(node_dir "$n")/out.log" >&2 || true
@@ -279,8 +284,8 @@ start_all() {
       rm -rf "$(node_dir "$i")/data"
       local scram=()
       if [[ "$sasl" == 1 ]]; then
-        scram=(--add-scram 'SCRAM-SHA-512=[name=admin,password=admin-secret]'
-               --add-scram 'SCRAM-SHA-512=[name=outboxd,password=outboxd-secret]')
+        scram=(--add-scram 'SCRAM-SHA-512=[name="admin",password="admin-secret"]'
+               --add-scram 'SCRAM-SHA-512=[name="outboxd",password="outboxd-secret"]')
       fi
       # shellcheck disable=SC2046
       $(java_cmd) "-Dkafka.logs.dir=$(node_dir "$i")" kafka.tools.StorageTool format \

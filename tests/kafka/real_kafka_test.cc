@@ -91,7 +91,7 @@ class RealKafkaTest : public ::testing::TestWithParam<Mode> {
     ASSERT_OK(env_.Start());
     ASSERT_NE(env_.external(), nullptr);
     // Every node up and answering before the test (an earlier one may have failed mid-way).
-    ASSERT_TRUE(env_.external()->Node("heal").ok());
+    ASSERT_OK(env_.external()->Node("heal").status());
     ASSERT_OK(env_.kafka().CreateTopic(workload_topic_, kPartitions));
     ASSERT_OK(env_.kafka().CreateTopic(prefix_ + ".dead-letter", 1));
     ASSERT_OK(env_.external()->CreateTopicWithConfig(prefix_ + ".checkpoints", 1,
@@ -207,7 +207,9 @@ TEST_P(ExactlyOnceRealKafkaTest, FrozenRelayIsFencedAndCommitsNothing) {
   Number("zombie_settled", absl::Now() - resumed);
   Number("zombie_state", zombie->Running() ? "hot_standby" : "exited");
   absl::SleepFor(absl::Seconds(2));  // load through the successor, the zombie resumed
-  EXPECT_EQ(CountOf(successor->Stderr(), "streaming slot"), 1) << successor->Stderr();
+  EXPECT_EQ(CountOf(successor->Stderr(), "streaming slot"), 1)
+      << "the successor lost the slot or rewound:\n" << successor->Stderr() << "\nthe zombie:\n"
+      << zombie->Stderr();
   if (zombie->Running()) {
     // Stopped before the successor is, so that it cannot (rightly) take the slot over then.
     EXPECT_EQ(CountOf(zombie->Stderr(), "streaming slot"), 1) << "the zombie took the slot back";
@@ -243,7 +245,7 @@ TEST_P(ClusterTest, LeaderKilledThenSecondBrokerThenBothBack) {
 
   const Lsn at_kill = env_.CurrentWalLsn();
   const absl::Time killed_at = absl::Now();
-  ASSERT_TRUE(env_.external()->Node(absl::StrCat("kill ", leader)).ok());
+  ASSERT_OK(env_.external()->Node(absl::StrCat("kill ", leader)).status());
   // Failover as outboxd sees it: everything committed before the kill acknowledged by Kafka
   // (new leaders elected, the dead broker out of every ISR) and confirmed to PostgreSQL.
   ASSERT_TRUE(env_.WaitConfirmed(at_kill, absl::Seconds(60))) << relay->Stderr();
@@ -253,7 +255,7 @@ TEST_P(ClusterTest, LeaderKilledThenSecondBrokerThenBothBack) {
   EXPECT_LT(failover, absl::Seconds(30));
 
   const int second = leader % 3 + 1;
-  ASSERT_TRUE(env_.external()->Node(absl::StrCat("kill ", second)).ok());
+  ASSERT_OK(env_.external()->Node(absl::StrCat("kill ", second)).status());
   const absl::Time hold_start = absl::Now();
   const Lsn outage_start = env_.CurrentWalLsn();
   std::vector<Lsn> samples;
@@ -262,12 +264,12 @@ TEST_P(ClusterTest, LeaderKilledThenSecondBrokerThenBothBack) {
     absl::SleepFor(absl::Milliseconds(100));  // the sampling period
   }
   EXPECT_TRUE(relay->Running()) << relay->Stderr();
-  ASSERT_TRUE(env_.external()->Node(absl::StrCat("start-node ", second)).ok());
+  ASSERT_OK(env_.external()->Node(absl::StrCat("start-node ", second)).status());
   const absl::Time back_at = absl::Now();
   const Lsn at_return = env_.CurrentWalLsn();
   ASSERT_TRUE(env_.WaitConfirmed(at_return, absl::Seconds(90))) << relay->Stderr();
   Number("recovered_after_return", absl::Now() - back_at);
-  ASSERT_TRUE(env_.external()->Node(absl::StrCat("start-node ", leader)).ok());
+  ASSERT_OK(env_.external()->Node(absl::StrCat("start-node ", leader)).status());
   absl::SleepFor(absl::Seconds(1));  // load with all three back
   Finish(*relay);
 
