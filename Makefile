@@ -24,10 +24,12 @@ $(BUILD_DIR)/CMakeCache.txt: | deps
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml), resolved once into
+# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml) and Kafka Connect +
+# Debezium's for the bench (bench/debezium/pom.xml), resolved once into
 # ~/.cache/outboxd/kafka-jars; offline and instant once there.
 kafka-jars: deps
 	@./scripts/fetch-kafka-jars.sh >/dev/null
+	@./scripts/fetch-kafka-jars.sh bench/debezium/pom.xml >/dev/null
 
 # promtool for the alerting-rule tests (ctest -L ops), unpacked from Debian's prometheus
 # package into ~/.cache/outboxd/prometheus without installing (and starting) the server.
@@ -38,7 +40,8 @@ promtool: deps
 # guarantees on real Apache Kafka (ctest label kafka).
 test: build fuzz-build kafka-jars promtool
 	./scripts/check-compose.sh
-	# Bench smoke run (~30 s): keeps the bench code from rotting; targets are not checked here.
+	# Bench smoke run (~2 min: outboxd both modes, Debezium both configs, polling and the Kafka
+	# floor for a few seconds each on real Kafka): keeps the harness from rotting; no targets.
 	./scripts/bench.sh --quick --build-dir=$(BUILD_DIR)
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
@@ -55,8 +58,10 @@ kafka-test: build kafka-jars
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/bin
 
-# CDC-vs-polling bench suite (~10-12 min): bench/results/<date>-<host>.{md,png,tsv}.
-# `make bench BENCH_ARGS=--quick` is the 30-second smoke run that `make test` also runs.
+# Side-by-side bench on real Kafka (~20 min): outboxd, Debezium, polling, the Kafka floor and
+# bench-repl-reader: bench/results/<date>-<host>.{md,tsv}, -latency.png, -wal.png.
+# `make bench BENCH_ARGS=--quick` is the smoke run that `make test` also runs;
+# `make bench BENCH_ARGS=--mock` the earlier outboxd-vs-polling suite on kafka-mock.
 .PHONY: bench
 bench: build
 	./scripts/bench.sh --build-dir=$(BUILD_DIR) $(BENCH_ARGS)

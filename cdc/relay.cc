@@ -113,6 +113,7 @@ absl::Status Relay::Run(Lsn start) {
     RETURN_IF_ERROR(MakeSink());
   }
   absl::Duration backoff = options_.initial_backoff;
+  absl::Duration rewind_backoff = options_.initial_backoff;
   bool waiting_as_standby = false;
   while (!stop_.load()) {
     absl::StatusOr<SessionEnd> end = RunSession();
@@ -124,6 +125,15 @@ absl::Status Relay::Run(Lsn start) {
       stats_->rewinds.fetch_add(1);
       tracker_.Reset();
       pending_ = false;
+      // Rewinds that deliver nothing in between (Kafka refusing every
+      // producer at once) back off like reconnects, instead of spinning.
+      if (delivered_ == delivered_at_last_rewind_) {
+        if (!WaitUnlessStopped(rewind_backoff)) break;
+        rewind_backoff = std::min(rewind_backoff * 2, options_.max_backoff);
+      } else {
+        rewind_backoff = options_.initial_backoff;
+      }
+      delivered_at_last_rewind_ = delivered_;
       if (!options_.sink_per_session) {  // otherwise the next session makes it
         RETURN_IF_ERROR(MakeSink());
       }
@@ -385,7 +395,13 @@ absl::Status Relay::HandleData(const StreamItem& item) {
 absl::StatusOr<bool> Relay::ProducePending() {
   absl::Status s = sink_->Produce(event_.decoded.event, event_.decoded.topic_override, event_.ticket);
   if (absl::IsResourceExhausted(s)) return false;
-  if (!s.ok()) return s;
+  if (StopsTheRelay(s)) return s;
+  if (!s.ok()) {
+    // Kafka refused it at once: the Kafka remedy (a rewind with a fresh
+    // producer, at the top of the loop), never a PostgreSQL reconnect.
+    if (delivery_failure_.ok()) delivery_failure_ = s;
+    return false;
+  }
   pending_ = false;
   return true;
 }

@@ -161,6 +161,7 @@ class Relay {
   // Progress, for the periodic log line.
   uint64_t delivered_ = 0;
   uint64_t delivered_at_last_log_ = 0;
+  uint64_t delivered_at_last_rewind_ = 0;
   absl::Time last_progress_log_ = absl::Now();
   bool logged_start_ = false;
 };

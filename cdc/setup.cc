@@ -142,16 +142,24 @@ absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config) {
                       "looking up the outbox table"));
   if (Value(exists.get(), 0, 0) == "t") return absl::OkStatus();
   const decoder::OutboxColumns& c = config.columns;
-  const std::string sql = absl::StrCat(
+  const bool debezium = config.layout == TableLayout::kDebezium;
+  // Debezium's table as its documentation gives it; the application usually
+  // sets the uuid, the default (13+) only helps hand-written inserts.
+  const char* id_type = !debezium ? " bigserial PRIMARY KEY, "
+                        : PQserverVersion(conn) >= 130000 ? " uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
+                                                          : " uuid PRIMARY KEY, ";
+  const char* text_type = debezium ? " character varying(255) NOT NULL, " : " text NOT NULL, ";
+  std::string sql = absl::StrCat(
       "CREATE TABLE IF NOT EXISTS ", QualifiedTable(config), " (",
-      QuoteIdentifier(c.id), " bigserial PRIMARY KEY, ",
-      QuoteIdentifier(c.aggregate_type), " text NOT NULL, ",
-      QuoteIdentifier(c.aggregate_id), " text NOT NULL, ",
-      QuoteIdentifier(c.event_type), " text NOT NULL, ",
-      QuoteIdentifier(c.payload), " jsonb NOT NULL, ",
-      QuoteIdentifier(c.headers), " jsonb, ",
-      QuoteIdentifier(c.topic), " text, ",
-      "created_at timestamptz NOT NULL DEFAULT now())");
+      QuoteIdentifier(c.id), id_type,
+      QuoteIdentifier(c.aggregate_type), text_type,
+      QuoteIdentifier(c.aggregate_id), text_type,
+      QuoteIdentifier(c.event_type), text_type,
+      QuoteIdentifier(c.payload), debezium ? " jsonb" : " jsonb NOT NULL");
+  if (!c.headers.empty()) absl::StrAppend(&sql, ", ", QuoteIdentifier(c.headers), " jsonb");
+  if (!c.topic.empty()) absl::StrAppend(&sql, ", ", QuoteIdentifier(c.topic), " text");
+  if (!debezium) sql += ", created_at timestamptz NOT NULL DEFAULT now()";
+  sql += ")";
   auto created = Query(conn, sql, {}, absl::StrCat("creating table ", config.table.QualifiedName()));
   if (!created.ok()) {
     // Only the first line: the rest is the server's echo of the statement.

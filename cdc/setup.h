@@ -30,9 +30,14 @@
 
 namespace outboxd::cdc {
 
+// The table `outboxd init` creates: outboxd's (README) or Debezium's default
+// outbox table (id uuid, aggregatetype, aggregateid, type, payload jsonb).
+enum class TableLayout { kOutboxd, kDebezium };
+
 struct OutboxConfig {
   decoder::OutboxTable table;
   decoder::OutboxColumns columns;
+  TableLayout layout = TableLayout::kOutboxd;
   std::string publication = "outboxd";
   std::string slot = "outboxd";
   decoder::OutboxSource source;
@@ -48,8 +53,9 @@ absl::Status CheckServer(PGconn* conn, const OutboxConfig& config);
 // The outbox table exists and has every required column with a usable type.
 absl::Status CheckTable(PGconn* conn, const OutboxConfig& config);
 
-// Creates the table with the configured column names if it is missing
-// (`outboxd init`); an existing table is left as it is.
+// Creates the table of config.layout with the configured column names if it
+// is missing (`outboxd init`); an existing table is left as it is. Optional
+// columns (headers, topic) named "" are left out.
 absl::Status CreateTableIfMissing(PGconn* conn, const OutboxConfig& config);
 
 // Creates the publication (inserts of the outbox table only, published through

@@ -14,6 +14,14 @@ namespace outboxd::decoder {
 namespace {
 
 constexpr pgoutput::Oid kByteaOid = 17;
+constexpr pgoutput::Oid kJsonOid = 114;
+constexpr pgoutput::Oid kJsonbOid = 3802;
+
+v1::PayloadType PayloadTypeOf(pgoutput::Oid type) {
+  if (type == kJsonbOid || type == kJsonOid) return v1::PAYLOAD_TYPE_JSON;
+  if (type == kByteaOid) return v1::PAYLOAD_TYPE_BYTES;
+  return v1::PAYLOAD_TYPE_TEXT;  // CheckTable allows only text types besides
+}
 
 int FindColumn(const pgoutput::Relation& relation, absl::string_view name) {
   for (size_t i = 0; i < relation.columns.size(); ++i) {
@@ -127,6 +135,7 @@ void OutboxDecoder::MakeEvent(const pgoutput::TupleData& tuple, Lsn lsn, Decoded
   take(map_.aggregate_id, columns_.aggregate_id, event.mutable_aggregate_id());
   take(map_.event_type, columns_.event_type, event.mutable_event_type());
 
+  event.set_payload_type(PayloadTypeOf(map_.payload_type));
   if (const pgoutput::Datum* d = Column(tuple, map_.payload); IsValue(d)) {
     std::string unescaped;
     // bytea prints as \x followed by hex; carry the bytes themselves.
@@ -232,6 +241,7 @@ void OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage& message
     out.dead_letter_reason = absl::StrCat("message content is not a JSON object (", read.message(), ")");
     event.set_id(message.lsn.ToString());
     event.set_payload(message.content.data(), message.content.size());
+    event.set_payload_type(v1::PAYLOAD_TYPE_TEXT);
     SetSource(event, message.lsn, message_origin_);
     return;
   }
@@ -243,6 +253,7 @@ void OutboxDecoder::MakeEventFromMessage(const pgoutput::LogicalMessage& message
       out.dead_letter_reason = absl::StrCat("message content has no string \"", name, "\"; it is required");
     }
   }
+  event.set_payload_type(v1::PAYLOAD_TYPE_JSON);
   if (headers_not_object && out.dead_letter_reason.empty()) {
     out.dead_letter_reason = "message \"headers\" is not a JSON object";
   }

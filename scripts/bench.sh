@@ -1,36 +1,48 @@
 #!/usr/bin/env bash
-# Runs the CDC-vs-polling bench suite (bench/suite) and writes its report.
+# Runs the bench suite (bench/suite) and writes its report.
 #
-#   scripts/bench.sh [--quick] [--build-dir=build] [-- outboxd-bench flags...]
+#   scripts/bench.sh [--quick] [--mock] [--build-dir=build] [-- outboxd-bench flags...]
 #
-# Full run (~10-12 min on 2 cores): bench/results/<date>-<host>.md (tables), <...>-latency.png
-# (gnuplot) and <...>.tsv (raw rows). --quick (~30 s, CI smoke from `make test`): a few short
-# runs into <build-dir>/bench-quick/, nothing written under bench/results; it checks that every
-# stage ran and produced a report, not that targets are met.
+# Default: outboxd (at-least-once and exactly-once), Debezium (Kafka Connect standalone, two
+# configurations), polling and the bare Kafka floor side by side on one real Apache Kafka
+# (tests/kafka/kafka-cluster.sh, the tests' launcher) and one throwaway PostgreSQL 15: latency
+# at 1k/5k/10k/max events/s with 1- and 10-event transactions, WAL held, CPU, RSS, and a
+# 200,000-event backlog drain against bench-repl-reader (the source's limit). Full run (~20 min
+# on 2 cores): bench/results/<date>-<host>.md, <...>-latency.png, <...>-wal.png, <...>.tsv.
 #
-# The suite starts its own throwaway PostgreSQL 15 and kafka-mock. Expects the binaries built
-# (make build). Progress goes to stderr.
+# --quick (~2 min, from `make test`): every system for a few seconds at 1k events/s and a 5,000
+# event drain into <build-dir>/bench-quick/, nothing under bench/results; it fails unless every
+# system delivered and every section is in the report (targets are not checked).
+#
+# --mock: the earlier suite on kafka-mock (outboxd against polling, variants, repeats, a
+# 1,000,000-event transaction; ~10-12 min, or ~30 s with --quick).
+#
+# Java: the broker's jars come from tests/kafka/pom.xml, Connect's and Debezium's from
+# bench/debezium/pom.xml, both through scripts/fetch-kafka-jars.sh (resolved once into a cache,
+# offline afterwards). Expects the binaries built (make build). Progress goes to stderr.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 quick=0
+mock=0
 build_dir=build
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
+    --mock) mock=1 ;;
     --build-dir=*) build_dir=${1#--build-dir=} ;;
     --) shift; extra=("$@"); break ;;
-    *) echo "usage: $0 [--quick] [--build-dir=DIR] [-- outboxd-bench flags]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--mock] [--build-dir=DIR] [-- outboxd-bench flags]" >&2; exit 2 ;;
   esac
   shift
 done
 bin="$build_dir/bin"
-for b in outboxd-bench bench-poller outboxd kafka-mock; do
+for b in outboxd-bench bench-poller bench-repl-reader outboxd kafka-mock kafka-admin; do
   [[ -x "$bin/$b" ]] || { echo "bench: $bin/$b is missing; run make build first" >&2; exit 1; }
 done
 
-# gnuplot draws the plot. The full bench installs it; the quick smoke run only uses it if present.
+# gnuplot draws the plots. The full bench installs it; the quick smoke run only uses it if present.
 if ! command -v gnuplot >/dev/null && [[ $quick -eq 0 ]]; then
   echo "bench: installing gnuplot-nox"
   sudo=""
@@ -46,24 +58,63 @@ if ! git diff --quiet HEAD -- . ':(exclude)bench/results' 2>/dev/null; then rev=
 
 if [[ $quick -eq 1 ]]; then
   out="$build_dir/bench-quick"
-  rm -rf "$out"
-  "$bin/outboxd-bench" --quick --out="$out" --git_rev="$rev" ${extra[@]+"${extra[@]}"}
-  command -v gnuplot >/dev/null && gnuplot "$out/latency.gp"
-  for section in "## Latency" "## Drain" "## Memory" "## Targets"; do
+  stamp=""
+else
+  stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"
+  [[ $mock -eq 1 ]] && stamp="$stamp-mock"
+  out="$build_dir/bench-$stamp"
+fi
+rm -rf "$out"
+mkdir -p "$out"
+args=(--out="$out" --git_rev="$rev")
+[[ $quick -eq 1 ]] && args+=(--quick)
+[[ -n "$stamp" ]] && args+=(--plot_name="$stamp-latency.png")
+
+kafka_dir=""
+cleanup() {
+  [[ -n "$kafka_dir" ]] && tests/kafka/kafka-cluster.sh destroy "$kafka_dir" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+if [[ $mock -eq 1 ]]; then
+  args+=(--broker=mock)
+else
+  connect_jars=$(scripts/fetch-kafka-jars.sh bench/debezium/pom.xml)
+  kafka_dir="$out/kafka"
+  export BUILD_DIR="$build_dir"  # kafka-cluster.sh finds kafka-admin there
+  echo "bench: starting Apache Kafka (tests/kafka/kafka-cluster.sh)" >&2
+  brokers=$(tests/kafka/kafka-cluster.sh start "$kafka_dir" --nodes=1 --owner=$$)
+  kafka_jar=$(tr ':' '\n' <"$(cat "$kafka_dir/jars")/classpath" | grep -o 'kafka_2\.13-[^/]*\.jar$' | head -1)
+  kafka_version=${kafka_jar#kafka_2.13-}
+  args+=(--broker=kafka --kafka_brokers="$brokers" --kafka_version="${kafka_version%.jar}"
+         --connect_classpath="$(cat "$connect_jars/classpath")")
+fi
+
+"$bin/outboxd-bench" "${args[@]}" ${extra[@]+"${extra[@]}"}
+if command -v gnuplot >/dev/null; then
+  for gp in "$out"/*.gp; do gnuplot "$gp"; done
+fi
+
+if [[ $quick -eq 1 ]]; then
+  if [[ $mock -eq 1 ]]; then
+    sections=("## Latency" "## Drain" "## Memory" "## Targets")
+  else
+    sections=("## Settings" "## Latency" "## WAL held" "## Drain" "## Targets")
+    # Every system delivered in its latency run (a p50 figure, not "–") and drained.
+    for system in "outboxd (at-least-once)" "outboxd (exactly-once)" "Debezium (defaults)" \
+        "Debezium (tuned)" "polling" "Kafka floor"; do
+      grep -E "^\| $(sed 's/[()]/\\&/g' <<<"$system")[^|]* \| 1000 \| [0-9]+ \| [0-9]" "$out/report.md" >/dev/null ||
+        { echo "bench: no measured latency row for $system in $out/report.md" >&2; exit 1; }
+    done
+  fi
+  for section in "${sections[@]}"; do
     grep -q "^$section" "$out/report.md" || { echo "bench: report lacks '$section'" >&2; exit 1; }
   done
   echo "bench (quick): OK, report in $out/report.md"
   exit 0
 fi
 
-stamp="$(date -u +%Y-%m-%d)-$(hostname -s)"
-out="$build_dir/bench-$stamp"
-rm -rf "$out"
-"$bin/outboxd-bench" --out="$out" --plot_name="$stamp-latency.png" --git_rev="$rev" \
-  ${extra[@]+"${extra[@]}"}
-gnuplot "$out/latency.gp"
 mkdir -p bench/results
 cp "$out/report.md" "bench/results/$stamp.md"
-cp "$out/$stamp-latency.png" "bench/results/$stamp-latency.png"
 cp "$out/runs.tsv" "bench/results/$stamp.tsv"
-echo "bench: bench/results/$stamp.md, bench/results/$stamp-latency.png, bench/results/$stamp.tsv"
+for png in "$out"/*.png; do cp "$png" bench/results/; done
+echo "bench: bench/results/$stamp.md (+ plots and .tsv)"

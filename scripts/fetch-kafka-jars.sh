@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Resolves the Apache Kafka jars pinned in tests/kafka/pom.xml into a cache outside the build
-# tree and prints the cache directory (its `classpath` file is the broker's -cp):
+# Resolves the Apache Kafka jars pinned in tests/kafka/pom.xml (or in the pom given, e.g.
+# bench/debezium/pom.xml: Kafka Connect + Debezium) into a cache outside the build tree and
+# prints the cache directory (its `classpath` file is the -cp):
 #
 #   dir=$(scripts/fetch-kafka-jars.sh)     # ~/.cache/outboxd/kafka-jars/<pom hash>
 #   java -cp "$(cat "$dir/classpath")" kafka.Kafka server.properties
+#   dir=$(scripts/fetch-kafka-jars.sh bench/debezium/pom.xml)
 #
 # The cache is keyed by the pom's hash, so a changed pom resolves again and an unchanged one is
 # offline and instant (the `complete` marker is written last). Maven itself fills ~/.m2 the first
 # time (about 40 MB); later runs need no network. OUTBOXD_KAFKA_JARS_CACHE moves the cache.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-pom="$root/tests/kafka/pom.xml"
+pom="${1:-$root/tests/kafka/pom.xml}"
+[[ -f "$pom" ]] || { echo "fetch-kafka-jars: no pom at $pom" >&2; exit 1; }
 hash=$(sha256sum "$pom" | cut -c1-16)
 cache="${OUTBOXD_KAFKA_JARS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/outboxd/kafka-jars}/$hash"
 

@@ -138,13 +138,7 @@ absl::Status RdKafkaSink::Produce(const v1::OutboxEvent& event, absl::string_vie
 }
 
 void RdKafkaSink::FailDeadLetter(Ticket ticket, const absl::Status& why) {
-  on_delivery_(ticket, SinkError(SinkFailure::kFatal,
-                                 absl::UnavailableError(absl::StrCat(
-                                     "cannot queue a record for dead-letter topic ",
-                                     config_.dead_letter_topic, ": ", why.message(),
-                                     "; stopping, nothing past it is confirmed. Fix: make the "
-                                     "topic writable (or choose another with --dead_letter_topic) "
-                                     "and restart"))));
+  on_delivery_(ticket, DeadLetterSendResult(why, config_));
 }
 
 void RdKafkaSink::SendDeadLetter(DeadLetter letter) {

@@ -83,6 +83,12 @@ absl::Status Producer::Send(const Record& record, void* opaque) {
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
       return absl::OutOfRangeError("record larger than message.max.bytes");
     default:
+      if (IsPermanentRecordError(err)) {
+        // Kafka will refuse this record however often it is sent.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "Kafka refused the record for topic ", record.topic, ": ", rd_kafka_err2name(err),
+            ": ", rd_kafka_err2str(err)));
+      }
       return absl::UnavailableError(absl::StrCat("cannot queue a record for topic ", record.topic,
                                                  ": ", rd_kafka_err2name(err), ": ",
                                                  rd_kafka_err2str(err)));

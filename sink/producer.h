@@ -51,7 +51,9 @@ class Producer {
 
   // Queues one record (copied); `opaque` comes back as the report's _private.
   // OK; ResourceExhausted: the queue is full; OutOfRange: larger than
-  // message.max.bytes; Unavailable: librdkafka refused it at once (the
+  // message.max.bytes; FailedPrecondition: Kafka will never take it
+  // (IsPermanentRecordError, e.g. its topic is known not to exist);
+  // Unavailable: librdkafka refused it at once for another reason (the
   // message names the Kafka error). Nothing is queued unless OK.
   absl::Status Send(const Record& record, void* opaque);
   // librdkafka's error code for the last Send() that failed.

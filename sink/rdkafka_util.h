@@ -122,7 +122,9 @@ absl::Status ApplyProducerProperties(rd_kafka_conf_t* conf, const SinkConfig& co
                                      const std::vector<std::pair<std::string, std::string>>& extra);
 
 // Errors that Kafka will give for this record however often it is sent
-// (too large, invalid, topic unusable): retrying cannot help.
+// (too large, invalid, topic missing, unusable or not authorized): retrying
+// cannot help, so they lead to the dead-letter topic (or --on_poison=stop),
+// never to a rewind.
 bool IsPermanentRecordError(rd_kafka_resp_err_t err);
 
 // A log callback (rd_kafka_conf_set_log_cb) that passes librdkafka's warnings

@@ -61,19 +61,10 @@ void BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_override,
   } else {
     record->topic.assign(topic_override.data(), topic_override.size());
   }
-  record->key.assign(event.aggregate_id());
-  event.SerializeToString(&record->value);
+  EncodeEvent(event, config.format, /*omit_payload=*/false, &record->key, &record->value,
+              &record->headers);
   record->dead_letter_reason.clear();
   Headers& headers = record->headers;
-  headers.resize(2);
-  headers[0].first.assign("id");
-  headers[0].second.assign(event.id());
-  headers[1].first.assign("event_type");
-  headers[1].second.assign(event.event_type());
-  if (!event.headers().empty()) {
-    headers.insert(headers.end(), event.headers().begin(), event.headers().end());
-    std::sort(headers.begin() + 2, headers.end());
-  }
 
   if (absl::Status valid = ValidateTopicName(record->topic); !valid.ok()) {
     record->dead_letter_reason = std::string(valid.message());
@@ -93,13 +84,7 @@ Record BuildRecord(const v1::OutboxEvent& event, absl::string_view topic_overrid
 Record DeadLetterCopy(const Record& record, absl::string_view reason, bool strip_payload,
                       const SinkConfig& config) {
   Record copy = record;
-  if (strip_payload) {
-    v1::OutboxEvent stripped;
-    if (stripped.ParseFromString(record.value)) {
-      stripped.clear_payload();
-      copy.value = stripped.SerializeAsString();
-    }
-  }
+  if (strip_payload) OmitPayload(config.format.format, &copy.value);
   copy.dead_letter_reason = std::string(reason);
   copy.headers.emplace_back(kDeadLetterReasonHeader, copy.dead_letter_reason);
   copy.headers.emplace_back(kDeadLetterOriginalTopicHeader, record.topic);
@@ -133,17 +118,34 @@ absl::Status SendEvent(const v1::OutboxEvent& event, absl::string_view topic_ove
                             ": ", record.dead_letter_reason));
   }
   absl::Status sent = send(record);
-  if (absl::IsOutOfRange(sent) && record.dead_letter_reason.empty()) {
-    const std::string reason = TooLargeReason(record.ByteSize(), message_max_bytes);
-    if (config.stop_on_poison) return PoisonError(event.id(), reason);
-    LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
-                            config.dead_letter_topic, " without its payload: ", reason));
-    sent = send(DeadLetterCopy(record, reason, /*strip_payload=*/true, config));
-    if (sent.ok()) *dead_lettered = true;
-    return sent;
+  if (!record.dead_letter_reason.empty()) {
+    *dead_lettered = sent.ok();
+    return DeadLetterSendResult(sent, config);
   }
-  if (sent.ok() && !record.dead_letter_reason.empty()) *dead_lettered = true;
-  return sent;
+  // Too large, or refused for good (say its topic does not exist): the
+  // dead-letter topic, payload removed when size is the reason.
+  const bool too_large = absl::IsOutOfRange(sent);
+  if (!too_large && !absl::IsFailedPrecondition(sent)) return sent;
+  const std::string reason =
+      too_large ? TooLargeReason(record.ByteSize(), message_max_bytes) : std::string(sent.message());
+  if (config.stop_on_poison) return PoisonError(event.id(), reason);
+  LogWarning(absl::StrCat("event ", event.id(), " goes to dead-letter topic ",
+                          config.dead_letter_topic, too_large ? " without its payload" : "", ": ",
+                          reason));
+  sent = send(DeadLetterCopy(record, reason, /*strip_payload=*/too_large, config));
+  *dead_lettered = sent.ok();
+  return DeadLetterSendResult(sent, config);
+}
+
+absl::Status DeadLetterSendResult(const absl::Status& sent, const SinkConfig& config) {
+  if (sent.ok() || absl::IsResourceExhausted(sent)) return sent;
+  // Nothing is left to park the event in: stop rather than rewind into the
+  // same refusal forever.
+  return SinkError(SinkFailure::kFatal,
+                   absl::UnavailableError(absl::StrCat(
+                       "cannot write to the dead-letter topic ", config.dead_letter_topic, ": ",
+                       sent.message(), "; stopping, nothing past it is confirmed. Fix: make the "
+                       "topic writable (or choose another with --dead_letter_topic) and restart")));
 }
 
 }  // namespace outboxd::sink

@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "sink/format.h"
+
 namespace outboxd::sink {
 
 struct SinkConfig {
@@ -20,6 +22,8 @@ struct SinkConfig {
   // (SinkFailure::kPoison, code FailedPrecondition), naming the event and the
   // reason, so the relay stops before confirming past it.
   bool stop_on_poison = false;
+  // What each event becomes in Kafka (--format; sink/format.h), dead letters included.
+  FormatOptions format;
 };
 
 }  // namespace outboxd::sink

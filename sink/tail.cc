@@ -9,9 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "librdkafka/rdkafka.h"
 #include "outboxd/json.h"
 #include "outboxd/status_macros.h"
@@ -100,8 +99,8 @@ absl::Status AssignAllPartitions(rd_kafka_t* rk, const TailOptions& options, con
 }  // namespace
 
 std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t offset,
-                         absl::string_view key, absl::string_view value,
-                         const std::vector<std::pair<std::string, std::string>>& headers) {
+                         absl::string_view key, absl::string_view value, const Headers& headers,
+                         std::optional<Format> format) {
   // Composed by hand so keys keep a fixed, readable order.
   std::string out = "{\"topic\":";
   AppendJsonString(out, topic);
@@ -115,29 +114,57 @@ std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t off
     AppendJsonString(out, headers[i].second);
   }
   out += "}";
+  const Format f = format.value_or(DetectFormat(value, headers));
+  absl::StrAppend(&out, ",\"format\":\"", FormatName(f), "\"");
 
-  v1::OutboxEvent event;
-  if (!event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-    out += ",\"error\":\"value is not an outboxd.v1.OutboxEvent\"}";
-    return out;
-  }
-  std::string payload = event.payload();
-  event.clear_payload();
-  google::protobuf::util::JsonPrintOptions print;
-  print.preserve_proto_field_names = true;
-  std::string event_json;
-  if (!google::protobuf::util::MessageToJsonString(event, &event_json, print).ok()) event_json = "{}";
-  absl::StrAppend(&out, ",\"event\":", event_json, ",\"payload\":");
-  // A JSON payload is shown as JSON, byte for byte as PostgreSQL printed it;
-  // newlines (whitespace between tokens in valid JSON) would break the line.
-  google::protobuf::Value parsed;
-  if (google::protobuf::util::JsonStringToMessage(payload, &parsed).ok()) {
-    for (char& c : payload) {
-      if (c == '\n' || c == '\r') c = ' ';
+  switch (f) {
+    case Format::kEnvelope:
+    case Format::kJson: {
+      absl::StatusOr<v1::OutboxEvent> event = v1::OutboxEvent();
+      if (f == Format::kJson) {
+        event = EventFromJson(value);
+      } else if (!event->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+        event = absl::InvalidArgumentError("value is not an outboxd.v1.OutboxEvent");
+      }
+      if (!event.ok()) {
+        out += ",\"error\":";
+        AppendJsonString(out, event.status().message());
+        break;
+      }
+      out += ",\"event\":";
+      AppendEventJson(*event, /*include_payload=*/false, &out);
+      out += ",\"payload\":";
+      AppendPayloadJson(event->payload(), event->payload_type(), &out);
+      break;
     }
-    out += payload;
-  } else {
-    AppendJsonString(out, payload);
+    case Format::kCloudEvents: {
+      // The attributes as the binding maps them: ce_<name> headers, and
+      // content-type as datacontenttype.
+      out += ",\"cloudevent\":{";
+      bool first = true;
+      v1::PayloadType type = v1::PAYLOAD_TYPE_UNSPECIFIED;
+      for (const auto& [name, v] : headers) {
+        absl::string_view attribute = name;
+        if (name == "content-type") {
+          attribute = "datacontenttype";
+          if (v == "application/octet-stream") type = v1::PAYLOAD_TYPE_BYTES;
+        } else if (!absl::ConsumePrefix(&attribute, "ce_")) {
+          continue;
+        }
+        if (!first) out += ",";
+        first = false;
+        AppendJsonString(out, attribute);
+        out += ":";
+        AppendJsonString(out, v);
+      }
+      out += "},\"payload\":";
+      AppendPayloadJson(value, type, &out);
+      break;
+    }
+    case Format::kDebezium:
+      out += ",\"payload\":";
+      AppendPayloadJson(value, v1::PAYLOAD_TYPE_UNSPECIFIED, &out);
+      break;
   }
   out += "}";
   return out;
@@ -169,7 +196,7 @@ absl::Status Tail(const TailOptions& options, std::ostream& out, const std::atom
     std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk, 100));
     if (m == nullptr) continue;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;  // transient: broker down, rebalancing
-    std::vector<std::pair<std::string, std::string>> headers;
+    Headers headers;
     rd_kafka_headers_t* hdrs = nullptr;
     if (rd_kafka_message_headers(m.get(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       const char* name;
@@ -181,7 +208,8 @@ absl::Status Tail(const TailOptions& options, std::ostream& out, const std::atom
     }
     out << RecordToJson(rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                         absl::string_view(static_cast<const char*>(m->key), m->key_len),
-                        absl::string_view(static_cast<const char*>(m->payload), m->len), headers)
+                        absl::string_view(static_cast<const char*>(m->payload), m->len), headers,
+                        options.format)
         << std::endl;
     ++printed;
   }

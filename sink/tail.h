@@ -4,9 +4,12 @@
 //   absl::Status s = Tail(options, std::cout, stop_flag);
 //
 // One line per record: {"topic", "partition", "offset", "key", "headers",
-// "event", "payload"}, where "event" is the outboxd.v1.OutboxEvent (protobuf's
-// JSON mapping, payload left out) and "payload" the payload as it was written:
-// JSON when it is JSON, a string otherwise. A topic starting with "^" is
+// "format", ...}; the format (sink/format.h) is told (--format) or recognised
+// per record. envelope and json records add "event" (AppendEventJson: LSNs as
+// X/Y, payload left out); cloudevents records add "cloudevent" (the
+// attributes: ce_* headers without the prefix, content-type as
+// datacontenttype); every record adds "payload", the payload as it was
+// written: JSON when it is JSON, a string otherwise (bytes: base64). A topic starting with "^" is
 // a regular expression (a consumer group named outboxd-tail-<pid> tracks it);
 // a plain name is read without a group, from every partition.
 //
@@ -17,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -25,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sink/format.h"
 
 namespace outboxd::sink {
 
@@ -34,14 +39,15 @@ struct TailOptions {
   bool from_beginning = true;
   int64_t limit = 0;                             // 0: no limit
   absl::Duration timeout = absl::ZeroDuration();  // 0: no timeout
+  std::optional<Format> format;                   // unset: recognised per record
 };
 
 absl::Status Tail(const TailOptions& options, std::ostream& out, const std::atomic<bool>& stop);
 
 // One record as the JSON line Tail prints (exposed for tests).
 std::string RecordToJson(absl::string_view topic, int32_t partition, int64_t offset,
-                         absl::string_view key, absl::string_view value,
-                         const std::vector<std::pair<std::string, std::string>>& headers);
+                         absl::string_view key, absl::string_view value, const Headers& headers,
+                         std::optional<Format> format = std::nullopt);
 
 }  // namespace outboxd::sink
 

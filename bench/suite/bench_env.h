@@ -1,12 +1,14 @@
-// The bench's environment: the throwaway PostgreSQL and kafka-mock every run shares, and how to
-// start and stop each publisher (outboxd, bench-poller) against them.
+// The bench's environment: the throwaway PostgreSQL and the broker every run shares (kafka-mock,
+// or a real single-node Kafka), and how to start and stop each publisher against them.
 //
 //   Env env;  // filled by bench_main.cc
-//   auto relay = StartOutboxd(env, /*linger_ms=*/1);   // returns once it has caught up
+//   auto relay = StartPublisher(env, "cdc", 0, /*linger_ms=*/1);  // returns once it streams
 //   ...
 //   StopProcess(relay->get());
 //
-// Used from the main thread only.
+// Publishers, by id: "cdc" (outboxd, at-least-once), "cdc-eos" (outboxd --delivery=exactly-once),
+// "dbz-defaults" / "dbz-tuned" (Kafka Connect + Debezium), "poll" (bench-poller), "floor" (no
+// publisher: the bench produces to Kafka itself). Used from the main thread only.
 #ifndef OUTBOXD_BENCH_SUITE_BENCH_ENV_H_
 #define OUTBOXD_BENCH_SUITE_BENCH_ENV_H_
 
@@ -18,7 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tests/support/kafka_mock_process.h"
+#include "tests/support/kafka_control.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/subprocess.h"
 
@@ -26,34 +28,50 @@ namespace outboxd::bench {
 
 struct Env {
   std::unique_ptr<test::PgServer> pg;
-  std::unique_ptr<test::KafkaMockProcess> kafka;
+  std::unique_ptr<test::KafkaControl> kafka;
+  bool real_kafka = false;
+  std::string kafka_version;   // of the real broker
+  std::string connect_classpath;  // Kafka Connect + Debezium jars
+  std::string work_dir;        // Connect's configs and offsets
   std::string conninfo;
   std::string brokers;
   pid_t postmaster = 0;
   int topic_seq = 0;
 };
 
+// outboxd --delivery=exactly-once's checkpoint topic in the bench.
+inline constexpr char kCheckpointTopic[] = "outboxd.bench.checkpoints";
+
 // A progress line on stderr, stamped with the local time.
 void Progress(const std::string& line);
 
 absl::Status Sql(Env& env, const std::string& sql);
 
-// `outboxd run` against the environment, with --relay_args appended.
-std::vector<std::string> OutboxdArgv(const Env& env, int linger_ms);
+// Topic prefix of a publisher's records (each publisher writes its own topics, so a drain's
+// consumer counts only that publisher's records).
+std::string TopicPrefix(const std::string& publisher);
+// The replication slot a publisher streams from; "" for poll and floor.
+std::string SlotOf(const std::string& publisher);
+bool IsDebezium(const std::string& publisher);
 
-// Starts outboxd and returns once it streams and has confirmed everything written so far.
-absl::StatusOr<std::unique_ptr<test::Subprocess>> StartOutboxd(Env& env, int linger_ms);
+// Drops (if present) and creates each logical slot with pgoutput.
+absl::Status RecreateSlots(Env& env, const std::vector<std::string>& slots);
 
-// Starts bench-poller on public.outbox_poll and returns once it says "ready".
-absl::StatusOr<std::unique_ptr<test::Subprocess>> StartPoller(Env& env, int interval_ms,
-                                                              int linger_ms);
+// `outboxd run` for "cdc" or "cdc-eos" against the environment, with --relay_args appended.
+std::vector<std::string> OutboxdArgv(const Env& env, const std::string& publisher, int linger_ms);
+
+// Starts a publisher and returns once it streams (outboxd: and has confirmed everything written
+// so far; Debezium: its slot is active; bench-poller: it says "ready"). nullptr for "floor".
+absl::StatusOr<std::unique_ptr<test::Subprocess>> StartPublisher(Env& env,
+                                                                 const std::string& publisher,
+                                                                 int interval_ms, int linger_ms);
 
 // SIGTERM, then SIGKILL after 15 s.
 void StopProcess(test::Subprocess* p);
 
-// Creates a fresh topic for a run; *agg is the aggregate type that routes to it.
-absl::StatusOr<std::string> NewTopic(Env& env, const std::string& label, int partitions,
-                                     std::string* agg);
+// Creates a fresh topic for a run of `publisher`; *agg is the aggregate type that routes to it.
+absl::StatusOr<std::string> NewTopic(Env& env, const std::string& publisher,
+                                     const std::string& label, int partitions, std::string* agg);
 
 }  // namespace outboxd::bench
 

@@ -55,11 +55,13 @@
 #include "outboxd/status_macros.h"
 #include "bench/suite/bench_env.h"
 #include "bench/suite/drain_run.h"
+#include "bench/suite/compare_suite.h"
 #include "bench/suite/flags.h"
 #include "bench/suite/latency_run.h"
 #include "bench/suite/load_generator.h"
 #include "bench/suite/proc_stats.h"
 #include "bench/suite/report.h"
+#include "tests/support/external_kafka.h"
 #include "tests/support/kafka_mock_process.h"
 #include "tests/support/pg_server.h"
 #include "tests/support/subprocess.h"
@@ -80,29 +82,32 @@ std::vector<double> ParseList(const std::string& s) {
   return out;
 }
 
-absl::Status Main() {
-  if (absl::GetFlag(FLAGS_quick)) {
-    // Keep explicit flags working: --quick only changes the sizes.
-    absl::SetFlag(&FLAGS_duration_s, 3);
-    absl::SetFlag(&FLAGS_warmup_s, 1);
-    absl::SetFlag(&FLAGS_rates, "1000,5000");
-    absl::SetFlag(&FLAGS_poll_intervals_ms, "100");
-    absl::SetFlag(&FLAGS_drain_events, 20000);
-    absl::SetFlag(&FLAGS_memory_events, 100000);
-    absl::SetFlag(&FLAGS_variants, false);
-    absl::SetFlag(&FLAGS_repeats, 1);
-  }
-  std::filesystem::create_directories(absl::GetFlag(FLAGS_out));
-  const double load_before = LoadAverage1();
-  const absl::Time t0 = absl::Now();
-
-  Env env;
-  Progress("starting PostgreSQL and kafka-mock");
+// PostgreSQL, the broker, outboxd's table, slot and publication, the polling table and
+// Debezium's publication.
+absl::Status SetUp(Env& env) {
+  const bool real = absl::GetFlag(FLAGS_broker) == "kafka";
+  Progress(real ? "starting PostgreSQL and Apache Kafka" : "starting PostgreSQL and kafka-mock");
   ASSIGN_OR_RETURN(
       auto pg, PgServer::Start({.extra_config = {"max_wal_size = 4GB", "shared_buffers = 256MB"}}));
   env.pg = std::move(pg);
-  ASSIGN_OR_RETURN(auto kafka, KafkaMockProcess::Start(1));
-  env.kafka = std::move(kafka);
+  env.work_dir = absl::GetFlag(FLAGS_out) + "/work";
+  std::filesystem::create_directories(env.work_dir);
+  if (real) {
+    // Started by scripts/bench.sh with tests/kafka/kafka-cluster.sh (the tests' launcher).
+    if (absl::GetFlag(FLAGS_kafka_brokers).empty()) {
+      return absl::FailedPreconditionError(
+          "--broker=kafka needs --kafka_brokers (scripts/bench.sh starts one with "
+          "tests/kafka/kafka-cluster.sh), or pass --broker=mock");
+    }
+    env.kafka = std::make_unique<test::ExternalKafka>(absl::GetFlag(FLAGS_kafka_brokers), "",
+                                                      "", "");
+    env.kafka_version = absl::GetFlag(FLAGS_kafka_version);
+    env.real_kafka = true;
+    env.connect_classpath = absl::GetFlag(FLAGS_connect_classpath);
+  } else {
+    ASSIGN_OR_RETURN(auto kafka, KafkaMockProcess::Start(1));
+    env.kafka = std::move(kafka);
+  }
   env.conninfo = env.pg->ConnInfo();
   env.brokers = env.kafka->bootstrap();
   {
@@ -124,8 +129,14 @@ absl::Status Main() {
           " event_type text NOT NULL, payload jsonb NOT NULL, headers jsonb, topic text,"
           " created_at timestamptz NOT NULL DEFAULT now(), published_at timestamptz);"
           "CREATE INDEX outbox_poll_unpublished ON public.outbox_poll (id)"
-          " WHERE published_at IS NULL;"));
+          " WHERE published_at IS NULL;"
+          // Debezium's own publication of the same table.
+          "CREATE PUBLICATION debezium FOR TABLE public.outbox_events;"));
+  return absl::OkStatus();
+}
 
+// The kafka-mock suite: outboxd against polling, with variants, repeats, drain and memory.
+absl::Status MockSuite(Env& env, double load_before, absl::Time t0) {
   struct Planned {
     std::string publisher;
     int interval_ms;
@@ -228,8 +239,8 @@ absl::Status Main() {
   if (const int64_t n = absl::GetFlag(FLAGS_drain_events); n > 0) {
     std::vector<DrainResult> tries;
     for (int t = 0; t < std::max(1, absl::GetFlag(FLAGS_repeats)); ++t) {
-      ASSIGN_OR_RETURN(DrainResult d, DrainRun(env, n));
-      Progress(absl::StrFormat("drain: pg_recvlogical %.2f s, outboxd %.2f s (ratio %.2f), %.2f µs/event",
+      ASSIGN_OR_RETURN(DrainResult d, DrainRun(env, n, {"cdc"}));
+      Progress(absl::StrFormat("drain: bench-repl-reader %.2f s, outboxd %.2f s (ratio %.2f), %.2f µs/event",
                                d.recv_s, d.relay_s, d.recv_s / d.relay_s,
                                d.relay_cpu_s / d.events * 1e6));
       tries.push_back(d);
@@ -253,6 +264,33 @@ absl::Status Main() {
   WriteReport(env, runs, drain, mem, load_before, absl::ToDoubleSeconds(absl::Now() - t0));
   Progress("report: " + absl::GetFlag(FLAGS_out) + "/report.md");
   return absl::OkStatus();
+}
+
+absl::Status Main() {
+  const bool real = absl::GetFlag(FLAGS_broker) == "kafka";
+  if (real == (absl::GetFlag(FLAGS_broker) == "mock")) {
+    return absl::InvalidArgumentError("--broker is 'kafka' or 'mock'");
+  }
+  if (absl::GetFlag(FLAGS_quick)) {
+    // Keep explicit flags working: --quick only changes the sizes.
+    absl::SetFlag(&FLAGS_duration_s, real ? 2 : 3);
+    absl::SetFlag(&FLAGS_warmup_s, 1);
+    absl::SetFlag(&FLAGS_rates, real ? "1000" : "1000,5000");
+    absl::SetFlag(&FLAGS_tx_sizes, "1");
+    absl::SetFlag(&FLAGS_compare_rates, "1000");
+    absl::SetFlag(&FLAGS_jvm_warmup_s, 2);
+    absl::SetFlag(&FLAGS_poll_intervals_ms, "100");
+    absl::SetFlag(&FLAGS_drain_events, real ? 5000 : 20000);
+    absl::SetFlag(&FLAGS_memory_events, real ? 0 : 100000);
+    absl::SetFlag(&FLAGS_variants, false);
+    absl::SetFlag(&FLAGS_repeats, 1);
+  }
+  std::filesystem::create_directories(absl::GetFlag(FLAGS_out));
+  const double load_before = LoadAverage1();
+  const absl::Time t0 = absl::Now();
+  Env env;
+  RETURN_IF_ERROR(SetUp(env));
+  return real ? CompareSuite(env, load_before, t0) : MockSuite(env, load_before, t0);
 }
 
 }  // namespace

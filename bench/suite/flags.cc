@@ -39,3 +39,21 @@ ABSL_FLAG(int, consumer_fetch_wait_ms, 1,
           "latency consumer's fetch.wait.max.ms; kafka-mock answers an empty fetch only after it, "
           "even when records arrive meanwhile, so it adds up to this much to every latency");
 ABSL_FLAG(int, linger_ms, 1, "producer linger.ms of outboxd and bench-poller (outboxd's default)");
+ABSL_FLAG(std::string, broker, "kafka",
+          "'kafka': a real Apache Kafka at --kafka_brokers, every system side by side; 'mock': "
+          "kafka-mock (started here), outboxd against polling (the earlier suite)");
+ABSL_FLAG(std::string, kafka_brokers, "",
+          "bootstrap servers of the real Kafka (scripts/bench.sh starts one)");
+ABSL_FLAG(std::string, kafka_version, "", "the real Kafka's version, for the report");
+ABSL_FLAG(std::string, connect_classpath, "",
+          "java -cp of Kafka Connect + Debezium (scripts/bench.sh; empty: no Debezium rows)");
+ABSL_FLAG(std::string, systems, "cdc,cdc-eos,dbz-defaults,dbz-tuned,poll,floor",
+          "--broker=kafka: the systems measured, in order");
+ABSL_FLAG(std::string, tx_sizes, "1,10", "--broker=kafka: events per transaction of the runs");
+ABSL_FLAG(int, drain_poll_ms, 100, "bench-poller interval of the drain run");
+ABSL_FLAG(std::string, compare_rates, "1000,5000,10000,0",
+          "--broker=kafka: offered events/s; 0 = as fast as the writers can (the highest rate "
+          "each system sustains)");
+ABSL_FLAG(int, compare_poll_ms, 100, "--broker=kafka: bench-poller interval");
+ABSL_FLAG(double, jvm_warmup_s, 6,
+          "extra unmeasured seconds of load before each Debezium run (JIT warm-up)");

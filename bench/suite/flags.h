@@ -29,5 +29,15 @@ ABSL_DECLARE_FLAG(bool, variants);
 ABSL_DECLARE_FLAG(std::vector<std::string>, relay_args);
 ABSL_DECLARE_FLAG(int, consumer_fetch_wait_ms);
 ABSL_DECLARE_FLAG(int, linger_ms);
+ABSL_DECLARE_FLAG(std::string, broker);
+ABSL_DECLARE_FLAG(std::string, kafka_brokers);
+ABSL_DECLARE_FLAG(std::string, kafka_version);
+ABSL_DECLARE_FLAG(std::string, connect_classpath);
+ABSL_DECLARE_FLAG(std::string, systems);
+ABSL_DECLARE_FLAG(std::string, tx_sizes);
+ABSL_DECLARE_FLAG(int, drain_poll_ms);
+ABSL_DECLARE_FLAG(std::string, compare_rates);
+ABSL_DECLARE_FLAG(int, compare_poll_ms);
+ABSL_DECLARE_FLAG(double, jvm_warmup_s);
 
 #endif  // OUTBOXD_BENCH_SUITE_FLAGS_H_

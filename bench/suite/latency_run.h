@@ -9,6 +9,7 @@
 #ifndef OUTBOXD_BENCH_SUITE_LATENCY_RUN_H_
 #define OUTBOXD_BENCH_SUITE_LATENCY_RUN_H_
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,11 +17,12 @@
 #include "absl/status/statusor.h"
 #include "bench/suite/bench_env.h"
 #include "bench/suite/load_generator.h"
+#include "bench/suite/wal_sampler.h"
 
 namespace outboxd::bench {
 
 struct RunResult {
-  std::string publisher;  // "cdc" or "poll"
+  std::string publisher;  // cdc, cdc-eos, dbz-defaults, dbz-tuned, poll, floor (bench_env.h)
   int interval_ms = 0;
   LoadSpec spec;
   double duration_s = 0;
@@ -29,13 +31,15 @@ struct RunResult {
   double p50 = 0, p95 = 0, p99 = 0, p999 = 0, max = 0;  // ms
   double pub_cpu_s = 0, pub_peak_rss_mb = 0, pub_steady_rss_mb = 0;
   double pg_cpu_s = 0;  // PostgreSQL minus the writers' backends
+  std::vector<WalSample> wal;  // WAL held by the publisher's slot, each second of the run
+  double wal_mean_bytes = NAN, wal_max_bytes = NAN;
   std::string note;
 };
 
 // The q-quantile of sorted microsecond samples, in milliseconds; NaN when there are none.
 double Percentile(const std::vector<int64_t>& sorted, double q);
 
-// `publisher` is "cdc" (outboxd) or "poll" (bench-poller every `interval_ms`).
+// `publisher` is one of bench_env.h's ids ("poll": bench-poller every `interval_ms`).
 absl::StatusOr<RunResult> LatencyRun(Env& env, const std::string& publisher, int interval_ms,
                                      LoadSpec spec);
 

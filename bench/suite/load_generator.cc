@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <random>
 #include <thread>
 #include <utility>
@@ -20,12 +19,18 @@ using pq::PgResult;
 
 int64_t NowUs() { return absl::GetCurrentTimeNanos() / 1000; }
 
-int64_t CommitClockUs(const std::string& payload) {
-  static constexpr char kKey[] = "\"t_commit_us\": ";
+int64_t CommitClockUs(absl::string_view payload) {
+  static constexpr absl::string_view kKey = "\"t_commit_us\": ";
   size_t pos = payload.find(kKey);
-  if (pos == std::string::npos) return -1;
-  pos += sizeof(kKey) - 1;
-  return std::strtoll(payload.c_str() + pos, nullptr, 10);
+  if (pos == absl::string_view::npos) return -1;
+  int64_t t = 0;
+  bool any = false;
+  for (pos += kKey.size(); pos < payload.size() && payload[pos] >= '0' && payload[pos] <= '9';
+       ++pos) {
+    t = t * 10 + (payload[pos] - '0');
+    any = true;
+  }
+  return any ? t : -1;
 }
 
 absl::StatusOr<std::unique_ptr<Writer>> Writer::Connect(const std::string& conninfo,

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "pq/handles.h"
 
 namespace outboxd::bench {
@@ -25,8 +26,9 @@ namespace outboxd::bench {
 // Microseconds since the epoch: the clock both the writers and the consumer read.
 int64_t NowUs();
 
-// The writer clock in an event's payload ({"t_commit_us": 123, ...}); -1 when it has none.
-int64_t CommitClockUs(const std::string& payload);
+// The writer clock in an event's payload ({"t_commit_us": 123, ...}: jsonb's text form, as
+// outboxd's protobuf value carries it and Debezium's string value is); -1 when it has none.
+int64_t CommitClockUs(absl::string_view payload);
 
 struct LoadSpec {
   std::string table;           // public.outbox_events (CDC) or public.outbox_poll

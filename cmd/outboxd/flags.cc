@@ -33,6 +33,10 @@ ABSL_FLAG(std::string, source, "table",
           "where events come from: 'table' (inserts into --table), 'messages' (transactional "
           "pg_logical_emit_message(true, --message_prefix, json); PostgreSQL 14+) or 'both'");
 ABSL_FLAG(std::string, message_prefix, "outbox", "prefix of the logical decoding messages that are events");
+ABSL_FLAG(std::string, table_layout, "outboxd",
+          "outboxd, or debezium: the column names of Debezium's default outbox table (id, aggregatetype, "
+          "aggregateid, type, payload; no headers or topic column), and init creates that table; "
+          "a --*_column flag still overrides");
 ABSL_FLAG(std::string, id_column, "id", "column with the event id");
 ABSL_FLAG(std::string, aggregate_type_column, "aggregate_type", "column that routes the topic");
 ABSL_FLAG(std::string, aggregate_id_column, "aggregate_id", "column used as the Kafka key");
@@ -41,6 +45,14 @@ ABSL_FLAG(std::string, payload_column, "payload", "column with the payload");
 ABSL_FLAG(std::string, headers_column, "headers", "optional jsonb column of string headers");
 ABSL_FLAG(std::string, topic_column, "topic", "optional column overriding the topic per row");
 // Kafka.
+ABSL_FLAG(std::string, format, "envelope",
+          "record format: envelope (outboxd.v1.OutboxEvent), debezium (what Debezium's Outbox Event "
+          "Router writes with StringConverter), cloudevents (CloudEvents 1.0 Kafka binding, binary "
+          "mode) or json (the envelope as one JSON object); tail: read every record as this format "
+          "instead of recognising each record's");
+ABSL_FLAG(std::string, cloudevents_source, "",
+          "--format=cloudevents: ce_source of every event (default /outboxd/<database>/<schema>.<table>, "
+          "or /outboxd/<database>/message:<prefix> for messages)");
 ABSL_FLAG(std::string, topic_prefix, "outbox.event.", "topic = prefix + aggregate type");
 ABSL_FLAG(std::string, dead_letter_topic, "outbox.dead-letter",
           "where events go that cannot go where they belong (reason in headers)");
@@ -124,9 +136,9 @@ commands:
           also the compacted checkpoint topic of --delivery=exactly-once
           --postgres [--table --publication --slot --brokers --checkpoint_topic]
   run     stream outbox inserts to Kafka; confirms WAL only after Kafka acknowledges
-          --postgres --brokers [--table --publication --slot --kafka_property=k=v ...]
+          --postgres --brokers [--table --publication --slot --format --kafka_property=k=v ...]
   tail    print events from Kafka as JSON lines
-          --brokers --topic [--from=beginning|end --limit=N]
+          --brokers --topic [--from=beginning|end --limit=N --format=F]
   peek    print the decoded replication stream as JSON lines; confirms nothing
           --postgres [--slot (default: a temporary slot from now) --publication
           --end_lsn=X/Y --limit=N]
@@ -156,19 +168,20 @@ const std::vector<FlagGroup>& FlagGroups() {
   static const std::vector<FlagGroup> groups = {
       {"PostgreSQL", {"init", "run", "peek"}, {"postgres"}},
       {"Outbox", {"init", "run"},
-       {"table", "publication", "slot", "source", "message_prefix", "id_column",
+       {"table", "publication", "slot", "source", "message_prefix", "table_layout", "id_column",
         "aggregate_type_column", "aggregate_id_column", "event_type_column", "payload_column",
         "headers_column", "topic_column"}},
       {"Kafka", {"run", "tail"}, {"brokers"}},
       {"Exactly-once checkpoint topic (created when --brokers is given)", {"init"},
        {"brokers", "checkpoint_topic", "kafka_property"}},
       {"Routing and producer", {"run"},
-       {"topic_prefix", "dead_letter_topic", "on_poison", "linger_ms", "kafka_property"}},
+       {"format", "cloudevents_source", "topic_prefix", "dead_letter_topic", "on_poison", "linger_ms",
+        "kafka_property"}},
       {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "transaction_max_events", "transaction_max_age"}},
       {"Behaviour", {"run"}, {"status_interval", "max_backoff", "replication_timeout", "shutdown_timeout", "stall_timeout"}},
       {"Admin API and metrics", {"run"},
        {"admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen"}},
-      {"tail", {"tail"}, {"topic", "from", "limit", "timeout"}},
+      {"tail", {"tail"}, {"topic", "from", "limit", "timeout", "format"}},
       {"peek", {"peek"}, {"slot", "publication", "end_lsn", "limit"}},
       {"status", {"status"}, {"admin", "admin_token_file", "admin_tls_ca", "json"}},
       {"Logging", {"init", "run", "tail", "peek", "status"}, {"log_format", "log_level"}},

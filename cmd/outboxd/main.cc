@@ -63,13 +63,32 @@ absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
   config.table = table;
   config.publication = absl::GetFlag(FLAGS_publication);
   config.slot = absl::GetFlag(FLAGS_slot);
-  config.columns.id = absl::GetFlag(FLAGS_id_column);
-  config.columns.aggregate_type = absl::GetFlag(FLAGS_aggregate_type_column);
-  config.columns.aggregate_id = absl::GetFlag(FLAGS_aggregate_id_column);
-  config.columns.event_type = absl::GetFlag(FLAGS_event_type_column);
-  config.columns.payload = absl::GetFlag(FLAGS_payload_column);
-  config.columns.headers = absl::GetFlag(FLAGS_headers_column);
-  config.columns.topic = absl::GetFlag(FLAGS_topic_column);
+  const std::string layout = absl::GetFlag(FLAGS_table_layout);
+  if (layout != "outboxd" && layout != "debezium") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--table_layout='", layout, "' is not valid; use outboxd or debezium"));
+  }
+  // A layout names every column; a column flag given as well wins over it.
+  struct Column {
+    const absl::Flag<std::string>& flag;
+    const char* name;
+    std::string* field;
+    const char* debezium;
+  };
+  const Column columns[] = {
+      {FLAGS_id_column, "id_column", &config.columns.id, "id"},
+      {FLAGS_aggregate_type_column, "aggregate_type_column", &config.columns.aggregate_type, "aggregatetype"},
+      {FLAGS_aggregate_id_column, "aggregate_id_column", &config.columns.aggregate_id, "aggregateid"},
+      {FLAGS_event_type_column, "event_type_column", &config.columns.event_type, "type"},
+      {FLAGS_payload_column, "payload_column", &config.columns.payload, "payload"},
+      {FLAGS_headers_column, "headers_column", &config.columns.headers, ""},
+      {FLAGS_topic_column, "topic_column", &config.columns.topic, ""},
+  };
+  config.layout = layout == "debezium" ? outboxd::cdc::TableLayout::kDebezium : outboxd::cdc::TableLayout::kOutboxd;
+  for (const Column& c : columns) {
+    *c.field = config.layout == outboxd::cdc::TableLayout::kDebezium && !FlagGiven(c.name) ? c.debezium
+                                                                                        : absl::GetFlag(c.flag);
+  }
   RETURN_IF_ERROR(outboxd::cdc::ValidateSlotName(config.slot));
   const std::string source = absl::GetFlag(FLAGS_source);
   if (source != "table" && source != "messages" && source != "both") {
@@ -98,8 +117,11 @@ absl::Status RequireBrokers() {
 // Connects and runs the checks both init and run need. Only init creates what
 // is missing (table, publication, slot): run never creates a slot, since one
 // made after a failover or a DROP would silently skip what the old one held.
-absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init) {
+// *database: the name of the database connected to (for CloudEvents' ce_source).
+absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& config, bool init,
+                                             std::string* database = nullptr) {
   ASSIGN_OR_RETURN(auto conn, outboxd::cdc::Connect(absl::GetFlag(FLAGS_postgres), outboxd::cdc::ConnectionKind::kSql));
+  if (database != nullptr) *database = PQdb(conn.get());
   RETURN_IF_ERROR(outboxd::cdc::CheckServer(conn.get(), config));
   if (config.source.table) {  // a messages-only outbox has no table
     if (init) {
@@ -176,6 +198,10 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
                 kExitUsage);
   }
   sink_config.stop_on_poison = on_poison == "stop";
+  auto format = outboxd::sink::ParseFormat(absl::GetFlag(FLAGS_format));
+  if (!format.ok()) return Fail(format.status(), kExitUsage);
+  sink_config.format.format = *format;
+  sink_config.format.cloudevents_source = absl::GetFlag(FLAGS_cloudevents_source);
   for (const auto& [name, value] : kafka_properties) {
     if ((name == "message.timeout.ms" || name == "delivery.timeout.ms") && value != "0") {
       outboxd::LogWarning(absl::StrCat(
@@ -218,8 +244,10 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     }
   }
 
-  auto confirmed = PrepareDatabase(*config, /*init=*/false);
+  std::string database;
+  auto confirmed = PrepareDatabase(*config, /*init=*/false, &database);
   if (!confirmed.ok()) return Fail(confirmed.status());
+  sink_config.format.cloudevents_source_prefix = absl::StrCat("/outboxd/", database, "/");
 
   outboxd::cdc::RelayOptions options;
   options.conninfo = absl::GetFlag(FLAGS_postgres);
@@ -344,6 +372,11 @@ int Tail() {
   options.from_beginning = absl::GetFlag(FLAGS_from) != "end";
   options.limit = absl::GetFlag(FLAGS_limit);
   options.timeout = absl::GetFlag(FLAGS_timeout);
+  if (FlagGiven("format")) {
+    auto format = outboxd::sink::ParseFormat(absl::GetFlag(FLAGS_format));
+    if (!format.ok()) return Fail(format.status(), kExitUsage);
+    options.format = *format;
+  }
   if (options.topic.empty()) {
     return Fail(absl::InvalidArgumentError(
                     "no topic given: pass --topic=NAME, or a regex such as --topic='^outbox\\..*'"),

@@ -59,6 +59,12 @@ class FakeKafka : public std::enable_shared_from_this<FakeKafka> {
     absl::MutexLock lock(&mu_);
     capacity_ = records;
   }
+  // The next Produce() (of any sink) returns `status` and queues nothing,
+  // as librdkafka refusing a record at once.
+  void FailNextProduce(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    fail_next_produce_ = std::move(status);
+  }
   // Acknowledge every record as soon as it is produced.
   void SetAutoAck(bool on) {
     absl::MutexLock lock(&mu_);
@@ -113,6 +119,7 @@ class FakeKafka : public std::enable_shared_from_this<FakeKafka> {
   std::vector<Record> records_ ABSL_GUARDED_BY(mu_);
   int capacity_ ABSL_GUARDED_BY(mu_) = 1000;
   bool auto_ack_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status fail_next_produce_ ABSL_GUARDED_BY(mu_);
   int refused_ ABSL_GUARDED_BY(mu_) = 0;
   int sinks_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -125,6 +132,7 @@ class FakeKafka::Sink final : public EventSink {
   absl::Status Produce(const v1::OutboxEvent& event, absl::string_view topic_override,
                        uint64_t ticket) override {
     absl::MutexLock lock(&kafka_->mu_);
+    if (!kafka_->fail_next_produce_.ok()) return std::exchange(kafka_->fail_next_produce_, absl::OkStatus());
     if (InFlightLocked() >= kafka_->capacity_) {
       ++kafka_->refused_;
       return absl::ResourceExhaustedError("fake producer queue full");

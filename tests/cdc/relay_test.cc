@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -144,6 +145,43 @@ TEST_F(RelayTest, ReconnectInsideATransactionConfirmsNothingOfIt) {
   for (const auto& s : server_->statuses()) {
     EXPECT_TRUE(s.flushed <= Lsn(0x200) || s.flushed == Lsn(0x300)) << s.flushed.ToString();
   }
+}
+
+// A record Kafka refuses at once (librdkafka's immediate error) is a Kafka
+// failure: a rewind with a fresh producer, counted as a rewind, never a
+// PostgreSQL reconnect with the same producer.
+TEST_F(RelayTest, ImmediateProduceErrorRewindsWithAFreshProducer) {
+  kafka_->FailNextProduce(absl::UnavailableError("Local: Fatal error (injected)"));
+  kafka_->SetAutoAck(true);
+  Start(Options());
+  // (The fake server does not replay: the rest of the transaction is queued
+  // only once the replay session has started, as a real server sends it.)
+  Transaction(0x110, {"1"}, 0x200, /*relation=*/true, /*commit=*/false);
+  ASSERT_TRUE(WaitFor([&] { return kafka_->sinks_made() == 2; }, kDeadline));
+  ASSERT_TRUE(WaitFor([&] { return server_->sessions() == 2; }, kDeadline));
+  EXPECT_THAT(server_->start_positions(), ElementsAre(kStart, kStart));
+  Transaction(0x110, {"1"}, 0x200);  // the server sends it again from the confirmed position
+  ASSERT_TRUE(WaitFor([&] { return server_->confirmed_flush() == Lsn(0x200); }, kDeadline));
+  ASSERT_TRUE(StopRelay());
+  EXPECT_TRUE(result_.ok()) << result_;
+  EXPECT_EQ(stats_.rewinds.load(), 1u);
+  EXPECT_EQ(stats_.reconnects.load(), 0u);
+  ASSERT_FALSE(kafka_->produced_ids().empty());
+  EXPECT_EQ(kafka_->produced_ids().front(), "1");
+}
+
+// A sink failure that stops the relay (the dead-letter topic cannot be
+// written) ends Run() with it, whatever its status code.
+TEST_F(RelayTest, FatalSinkErrorStopsTheRelay) {
+  kafka_->FailNextProduce(SinkError(SinkFailure::kFatal,
+                                    absl::UnavailableError("cannot write to the dead-letter topic")));
+  Start(Options());
+  Transaction(0x110, {"1"}, 0x200);
+  ASSERT_TRUE(WaitFor([&] { return done_.load(); }, kDeadline));
+  ASSERT_TRUE(StopRelay());
+  EXPECT_TRUE(absl::StrContains(result_.message(), "dead-letter topic")) << result_;
+  EXPECT_EQ(kafka_->sinks_made(), 1);
+  EXPECT_EQ(server_->confirmed_flush(), kStart);
 }
 
 TEST_F(RelayTest, FullProducerStopsReadingAndStatusUpdatesGoOn) {

@@ -566,6 +566,81 @@ TEST(KafkaSinkTest, RecordTheBrokerRejectsGoesToDeadLetter) {
   EXPECT_EQ(parsed.payload(), "{}");
 }
 
+// Kafka refusing a record for good for other reasons than size (not
+// authorized, the topic does not exist and will not be created): the
+// dead-letter topic with the reason, never a rewind that sends it again.
+TEST(KafkaSinkTest, TopicAuthorizationFailureGoesToDeadLetterWithTheReason) {
+  MockCluster cluster(1);
+  cluster.CreateTopic("outbox.event.order", 1);
+  cluster.CreateTopic("outbox.dead-letter", 1);
+  auto h = SinkHarness::Start(ConfigFor(cluster));
+  ASSERT_NE(h, nullptr);
+  ASSERT_TRUE(h->sink->Produce(MakeEvent("1", "order", "k"), "", 1).ok());
+  ASSERT_TRUE(h->WaitForReports(1));
+  rd_kafka_mock_push_request_errors(cluster.get(), kProduceApiKey, 1,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  ASSERT_TRUE(h->sink->Produce(MakeEvent("2", "order", "k"), "", 2).ok());
+  ASSERT_TRUE(h->sink->Flush(absl::Seconds(20)).ok());
+  ExpectEachTicketOkOnce(h->reports, {1, 2});
+  EXPECT_EQ(h->sink->DeadLettered(), 1u);
+  std::vector<Record> records = ReadRecords(cluster.bootstraps(), "outbox.dead-letter", 1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].Header("id"), "2");
+  EXPECT_THAT(records[0].Header("outboxd.dead_letter.reason"),
+              HasSubstr("TOPIC_AUTHORIZATION_FAILED"));
+}
+
+TEST(KafkaSinkTest, MissingTopicThatIsNotCreatedGoesToDeadLetter) {
+  MockCluster cluster(1);
+  cluster.CreateTopic("outbox.dead-letter", 1);
+  // As a broker with auto.create.topics.enable=false answers for it.
+  rd_kafka_mock_topic_set_error(cluster.get(), "outbox.event.ghost",
+                                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  auto h = SinkHarness::Start(ConfigFor(cluster, [](SinkConfig& c) {
+    c.kafka_properties = {{"topic.metadata.propagation.max.ms", "200"}};
+  }));
+  ASSERT_NE(h, nullptr);
+  ASSERT_TRUE(h->sink->Produce(MakeEvent("1", "ghost", "k"), "", 1).ok());
+  ASSERT_TRUE(h->sink->Flush(absl::Seconds(20)).ok());
+  ExpectEachTicketOkOnce(h->reports, {1});
+  std::vector<Record> records = ReadRecords(cluster.bootstraps(), "outbox.dead-letter", 1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].Header("outboxd.dead_letter.original_topic"), "outbox.event.ghost");
+  EXPECT_THAT(records[0].Header("outboxd.dead_letter.reason"), HasSubstr("UNKNOWN_TOPIC"));
+}
+
+TEST(KafkaSinkTest, WithStopOnPoisonAnUnauthorizedTopicIsPoison) {
+  MockCluster cluster(1);
+  cluster.CreateTopic("outbox.event.order", 1);
+  auto h = SinkHarness::Start(ConfigFor(cluster, [](SinkConfig& c) { c.stop_on_poison = true; }));
+  ASSERT_NE(h, nullptr);
+  rd_kafka_mock_push_request_errors(cluster.get(), kProduceApiKey, 1,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  ASSERT_TRUE(h->sink->Produce(MakeEvent("1", "order", "k"), "", 1).ok());
+  ASSERT_TRUE(h->WaitForReports(1));
+  EXPECT_TRUE(IsPoison(h->reports[0].second)) << h->reports[0].second;
+  EXPECT_THAT(std::string(h->reports[0].second.message()), HasSubstr("poison event"));
+}
+
+// When the dead-letter topic refuses the record too, nothing can park it:
+// a fatal error (the relay stops), never a rewind into the same refusal.
+TEST(KafkaSinkTest, DeadLetterTopicRefusingTooIsFatal) {
+  MockCluster cluster(1);
+  cluster.CreateTopic("outbox.event.order", 1);
+  cluster.CreateTopic("outbox.dead-letter", 1);
+  auto h = SinkHarness::Start(ConfigFor(cluster));
+  ASSERT_NE(h, nullptr);
+  ASSERT_TRUE(h->sink->Produce(MakeEvent("1", "order", "k"), "", 1).ok());
+  ASSERT_TRUE(h->WaitForReports(1));
+  rd_kafka_mock_push_request_errors(cluster.get(), kProduceApiKey, 2,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                    RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  ASSERT_TRUE(h->sink->Produce(MakeEvent("2", "order", "k"), "", 2).ok());
+  ASSERT_TRUE(h->WaitForReports(2));
+  EXPECT_EQ(SinkFailureOf(h->reports[1].second), SinkFailure::kFatal) << h->reports[1].second;
+  EXPECT_THAT(std::string(h->reports[1].second.message()), HasSubstr("dead-letter topic"));
+}
+
 TEST(KafkaSinkTest, DestroyingWithRecordsInFlightReportsNothing) {
   MockCluster cluster(1);
   cluster.SetAllBrokers(false);
