@@ -11,7 +11,7 @@ JOBS ?= 2
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DOUTBOXD_WERROR=$(WERROR)
 
-.PHONY: all deps build test promtool unit-test integration-test kafka-test kafka-jars demo clean fuzz fuzz-build
+.PHONY: all deps build test promtool unit-test integration-test kafka-test kafka-jars compat demo clean fuzz fuzz-build
 
 all: build
 
@@ -46,7 +46,7 @@ test: build fuzz-build kafka-jars promtool
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
 
 unit-test: build
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -LE "integration|kafka"
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -LE "integration|kafka|compat"
 
 integration-test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -L integration
@@ -54,6 +54,11 @@ integration-test: build
 # The real-broker tests alone (tests/kafka/): clusters start and stop as ctest fixtures.
 kafka-test: build kafka-jars
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -L kafka
+
+# Debezium (Kafka Connect + Outbox Event Router) and outboxd --format=debezium side by side on a
+# real Kafka (tests/compat/); `make test` runs it too.
+compat: build kafka-jars
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -L compat
 
 demo: build
 	./scripts/demo.sh $(BUILD_DIR)/bin
