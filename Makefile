@@ -11,7 +11,7 @@ JOBS ?= 2
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_ARGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DOUTBOXD_WERROR=$(WERROR)
 
-.PHONY: all deps build test promtool unit-test integration-test kafka-test kafka-jars compat demo clean fuzz fuzz-build
+.PHONY: all deps build test pg17-root promtool unit-test integration-test kafka-test kafka-jars compat demo clean fuzz fuzz-build
 
 all: build
 
@@ -36,9 +36,14 @@ kafka-jars: deps
 promtool: deps
 	@./scripts/fetch-promtool.sh >/dev/null
 
-# Every test: unit tests, integration tests (real PostgreSQL + kafka-mock) and the same
-# guarantees on real Apache Kafka (ctest label kafka).
-test: build fuzz-build kafka-jars promtool
+# A Debian stable root filesystem with PostgreSQL 17 for ctest -L pg17 (this machine's Debian has
+# only 15), built once into ${OUTBOXD_PG17_ROOT:-~/.cache/outboxd/pg17-root}; instant once there.
+pg17-root: deps
+	@./tests/pg17/prepare-rootfs.sh >/dev/null
+
+# Every test: unit tests, integration tests (real PostgreSQL + kafka-mock), the same guarantees
+# on real Apache Kafka (ctest label kafka) and on PostgreSQL 17 (label pg17).
+test: build fuzz-build kafka-jars promtool pg17-root
 	./scripts/check-compose.sh
 	# Bench smoke run (~2 min: outboxd both modes, Debezium both configs, polling and the Kafka
 	# floor for a few seconds each on real Kafka): keeps the harness from rotting; no targets.

@@ -15,6 +15,7 @@ packages=(
   libsimdjson-dev  # the decoder's JSON: headers column, logical decoding message content
   clang libclang-rt-14-dev  # make fuzz (and its 30 s run in make test): libFuzzer, ASan, UBSan
   postgresql-15 postgresql-client-15
+  debootstrap  # PostgreSQL 17 for ctest -L pg17 runs from a Debian stable root (tests/pg17/prepare-rootfs.sh)
   openjdk-17-jre-headless maven  # real Apache Kafka for the tests (tests/kafka/, scripts/fetch-kafka-jars.sh)
   iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose

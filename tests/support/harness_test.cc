@@ -107,6 +107,64 @@ TEST(PgServerTest, DestructorRemovesDataDir) {
   EXPECT_NE(access(dir.c_str(), F_OK), 0);
 }
 
+TEST(PgServerTest, RunsTheSelectedVersion) {
+  absl::StatusOr<std::unique_ptr<PgServer>> pg = PgServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  EXPECT_EQ((*pg)->version(), PgServer::DefaultVersion());
+  absl::StatusOr<std::string> num = (*pg)->QueryValue("SHOW server_version_num");
+  ASSERT_TRUE(num.ok()) << num.status();
+  EXPECT_EQ(num->substr(0, 2), absl::StrCat((*pg)->version())) << *num;
+}
+
+// A crash: every server process gone at once; the next start recovers what was committed.
+TEST(PgServerTest, Kill9ThenStartAgainRecovers) {
+  absl::StatusOr<std::unique_ptr<PgServer>> pg = PgServer::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  ASSERT_TRUE((*pg)->Exec("CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)").ok());
+  absl::Status killed = (*pg)->Kill9();
+  ASSERT_TRUE(killed.ok()) << killed;
+  EXPECT_FALSE((*pg)->Exec("SELECT 1").ok());
+  absl::Status restarted = (*pg)->StartAgain();
+  ASSERT_TRUE(restarted.ok()) << restarted;
+  EXPECT_EQ((*pg)->QueryValue("SELECT x FROM kept").value_or("?"), "7");
+  EXPECT_THAT((*pg)->LogTail(50), HasSubstr("not properly shut down"));
+}
+
+TEST(PgServerTest, StandbyStreamsThenPromotes) {
+  absl::StatusOr<std::unique_ptr<PgServer>> primary =
+      PgServer::Start({.extra_config = {"wal_keep_size = 64MB"}});
+  ASSERT_TRUE(primary.ok()) << primary.status();
+  ASSERT_TRUE((*primary)->Exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)").ok());
+  absl::StatusOr<std::unique_ptr<PgServer>> standby = PgServer::StartStandby(
+      **primary, {.extra_config = {"hot_standby_feedback = on"}}, "standby1");
+  ASSERT_TRUE(standby.ok()) << standby.status();
+  EXPECT_NE((*standby)->port(), (*primary)->port());
+  EXPECT_EQ((*standby)->version(), (*primary)->version());
+  EXPECT_EQ((*standby)->QueryValue("SELECT pg_is_in_recovery()").value_or("?"), "t");
+  EXPECT_EQ((*standby)->QueryValue("SHOW hot_standby_feedback").value_or("?"), "on");
+  if ((*standby)->version() >= 17) {  // 15's pg_basebackup -R leaves dbname out
+    EXPECT_THAT((*standby)->QueryValue("SHOW primary_conninfo").value_or("?"),
+                HasSubstr("dbname=postgres"));
+  }
+  EXPECT_EQ((*primary)
+                ->QueryValue("SELECT active FROM pg_replication_slots WHERE slot_name = 'standby1'")
+                .value_or("?"),
+            "t");
+
+  ASSERT_TRUE((*primary)->Exec("INSERT INTO t VALUES (2)").ok());
+  EXPECT_TRUE(WaitFor(
+      [&] { return (*standby)->QueryValue("SELECT count(*) FROM t").value_or("") == "2"; },
+      absl::Seconds(30)));
+  EXPECT_FALSE((*standby)->Exec("INSERT INTO t VALUES (3)").ok());  // read-only
+
+  ASSERT_TRUE((*primary)->Kill9().ok());
+  absl::Status promoted = (*standby)->Promote();
+  ASSERT_TRUE(promoted.ok()) << promoted;
+  EXPECT_EQ((*standby)->QueryValue("SELECT pg_is_in_recovery()").value_or("?"), "f");
+  absl::Status write = (*standby)->Exec("INSERT INTO t VALUES (3)");
+  EXPECT_TRUE(write.ok()) << write;
+}
+
 // --- Kafka ----------------------------------------------------------------------------------
 
 // A plain librdkafka producer; synchronous enough for a test: Produce, then Flush.
