@@ -61,7 +61,8 @@ kafka-test: build kafka-jars
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) -L kafka
 
 # Debezium (Kafka Connect + Outbox Event Router) and outboxd --format=debezium side by side on a
-# real Kafka (tests/compat/); `make test` runs it too.
+# real Kafka, then outboxd taking over Debezium's slot and publication (tests/compat/); `make test`
+# runs it too.
 compat: build kafka-jars
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -L compat
 

@@ -6,6 +6,8 @@
 //   $ kafka-admin ready --brokers=127.0.0.1:40123 --count=3 --node=2 --timeout=60s
 //   $ kafka-admin leader --brokers=127.0.0.1:40123 --topic=orders --partition=0
 //   2
+//   $ kafka-admin records --brokers=127.0.0.1:40123 --topic_prefix=dbz.
+//   240
 //
 // `ready` is a real Metadata request, repeated until the cluster lists at least --count brokers
 // (KRaft lists only registered, unfenced brokers), --node among them if given, and then until a
@@ -27,6 +29,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -45,6 +48,7 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(60), "how long to keep asking")
 ABSL_FLAG(int, pid, 0, "ready: give up as soon as this process (the node's JVM) has exited");
 ABSL_FLAG(std::string, topic, "", "leader: the topic");
 ABSL_FLAG(int, partition, 0, "leader: the partition");
+ABSL_FLAG(std::string, topic_prefix, "", "records: the topics whose names start with this");
 ABSL_FLAG(std::vector<std::string>, property, {},
           "client properties as key=value (repeat the flag or separate with commas)");
 
@@ -55,6 +59,8 @@ constexpr char kUsage[] = R"(Kafka and port questions for tests/kafka/kafka-clus
   kafka-admin free-ports N
   kafka-admin ready --brokers=B [--count=N] [--node=ID] [--probe_topic=T] [--timeout=60s] [--pid=P]
   kafka-admin leader --brokers=B --topic=T [--partition=P]
+  kafka-admin records --brokers=B --topic_prefix=P   records now in those topics (high - low
+                                                     watermark, summed over their partitions)
 
 Exit 0 when answered, 1 (with the reason on stderr) otherwise.)";
 
@@ -255,6 +261,49 @@ int Leader() {
   return 1;
 }
 
+// The records in every topic whose name starts with --topic_prefix: the sum of high - low
+// watermarks over their partitions (0 when there is no such topic). A test reads exactly that
+// many back once nothing writes any more.
+int Records() {
+  const std::string prefix = absl::GetFlag(FLAGS_topic_prefix);
+  const absl::Time end = absl::Now() + absl::GetFlag(FLAGS_timeout);
+  std::string error;
+  Handle rk = Connect(&error);
+  if (rk == nullptr) {
+    std::fprintf(stderr, "kafka-admin records: %s\n", error.c_str());
+    return 1;
+  }
+  while (absl::Now() < end) {
+    Metadata md = Ask(rk.get(), nullptr, &error);
+    if (md == nullptr) continue;  // the request itself waited up to 2 s
+    int64_t total = 0;
+    bool answered = true;
+    for (int t = 0; t < md->topic_cnt && answered; ++t) {
+      const rd_kafka_metadata_topic_t& topic = md->topics[t];
+      if (!absl::StartsWith(topic.topic, prefix)) continue;
+      for (int p = 0; p < topic.partition_cnt; ++p) {
+        int64_t low = 0;
+        int64_t high = 0;
+        rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+            rk.get(), topic.topic, topic.partitions[p].id, &low, &high, 2000);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          error = absl::StrCat(topic.topic, "/", topic.partitions[p].id, ": ", rd_kafka_err2str(err));
+          answered = false;
+          break;
+        }
+        total += high - low;
+      }
+    }
+    if (answered) {
+      std::printf("%lld\n", static_cast<long long>(total));
+      return 0;
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // pacing between requests, not synchronisation
+  }
+  std::fprintf(stderr, "kafka-admin records: %s\n", error.c_str());
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -270,6 +319,7 @@ int main(int argc, char** argv) {
   }
   if (args.size() == 2 && std::string(args[1]) == "ready") return Ready();
   if (args.size() == 2 && std::string(args[1]) == "leader") return Leader();
+  if (args.size() == 2 && std::string(args[1]) == "records") return Records();
   std::fprintf(stderr, "%s\n", kUsage);
   return 2;
 }
