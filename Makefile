@@ -24,12 +24,14 @@ $(BUILD_DIR)/CMakeCache.txt: | deps
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml) and Kafka Connect +
-# Debezium's for the bench (bench/debezium/pom.xml), resolved once into
+# Apache Kafka's jars for the real-broker tests (tests/kafka/pom.xml), Kafka Connect +
+# Debezium's for the bench and tests/compat (bench/debezium/pom.xml) and the CloudEvents Java
+# SDK's Kafka binding for tests/compat (tests/compat/cloudevents/pom.xml), resolved once into
 # ~/.cache/outboxd/kafka-jars; offline and instant once there.
 kafka-jars: deps
 	@./scripts/fetch-kafka-jars.sh >/dev/null
 	@./scripts/fetch-kafka-jars.sh bench/debezium/pom.xml >/dev/null
+	@./scripts/fetch-kafka-jars.sh tests/compat/cloudevents/pom.xml >/dev/null
 
 # promtool for the alerting-rule tests (ctest -L ops), unpacked from Debian's prometheus
 # package into ~/.cache/outboxd/prometheus without installing (and starting) the server.

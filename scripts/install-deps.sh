@@ -17,6 +17,7 @@ packages=(
   postgresql-15 postgresql-client-15
   debootstrap  # PostgreSQL 17 for ctest -L pg17 runs from a Debian stable root (tests/pg17/prepare-rootfs.sh)
   openjdk-17-jre-headless maven  # real Apache Kafka for the tests (tests/kafka/, scripts/fetch-kafka-jars.sh)
+  openjdk-17-jdk-headless  # javac: tests/compat/cloudevents_sdk.sh compiles its CloudEvents SDK reader
   iptables  # the dead-path test black-holes PostgreSQL's port (in its own network namespace)
   docker-compose
   # ctest -L ops: the Kubernetes API's types check the manifests (tests/ops/check_kubernetes.py,

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
@@ -23,15 +24,30 @@ void SetHeader(Headers& headers, size_t index, absl::string_view name, absl::str
   headers[index].second.assign(value.data(), value.size());
 }
 
+// CloudEvents: a header that begins with ce_ (in any case) is an attribute in the
+// Kafka binding, so it must be ce_ and an extension name the spec allows:
+// lower-case ASCII letters and digits. A CloudEvents SDK refuses the whole record
+// for any other (the Java SDK's CloudEventDeserializer throws, and its consumer
+// cannot get past the record).
+bool IsInvalidCloudEventsAttribute(absl::string_view name) {
+  if (name.size() < 3 || !absl::EqualsIgnoreCase(name.substr(0, 3), "ce_")) return false;
+  if (name.substr(0, 3) != "ce_" || name.size() == 3) return true;
+  return !std::all_of(name.begin() + 3, name.end(),
+                      [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); });
+}
+
 // The event's own headers after the first `fixed` ones, sorted by name; a name
-// the format has already set is left out (cloudevents: no second ce_id).
-void AppendEventHeaders(const v1::OutboxEvent& event, size_t fixed, Headers& headers) {
+// the format has already set is left out (cloudevents: no second ce_id), and for
+// cloudevents a ce_ name that cannot be an extension attribute.
+void AppendEventHeaders(const v1::OutboxEvent& event, size_t fixed, Headers& headers,
+                        bool cloudevents = false) {
   headers.resize(fixed);
   if (event.headers().empty()) return;
   for (const auto& [name, value] : event.headers()) {
     const bool taken = std::any_of(headers.begin(), headers.begin() + fixed,
                                    [&](const auto& h) { return h.first == name; });
-    if (!taken) headers.emplace_back(name, value);
+    if (taken || (cloudevents && IsInvalidCloudEventsAttribute(name))) continue;
+    headers.emplace_back(name, value);
   }
   std::sort(headers.begin() + fixed, headers.end());
 }
@@ -261,7 +277,7 @@ void EncodeEvent(const v1::OutboxEvent& event, const FormatOptions& options, boo
       if (absl::string_view type = ContentType(event.payload_type()); !type.empty()) {
         SetHeader(headers, n++, "content-type", type);
       }
-      AppendEventHeaders(event, n, headers);
+      AppendEventHeaders(event, n, headers, /*cloudevents=*/true);
       return;
     }
     case Format::kJson:

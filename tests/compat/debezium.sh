@@ -178,6 +178,8 @@ for p in problems[:20]:
 sys.exit(1 if problems else 0)
 PY
 
+echo "timing: start and differential ${SECONDS} s"
+started_migration=$SECONDS
 
 # ---- 2. Migration: Debezium relays b1 and b2 and is stopped; c is written while nothing relays;
 # outboxd takes over on Debezium's slot and publication and relays the rest into its topics.
@@ -284,3 +286,4 @@ for p in problems[:20]:
     print("MIGRATION", p)
 sys.exit(1 if problems else 0)
 PY
+echo "timing: migration $((SECONDS - started_migration)) s"

@@ -90,6 +90,12 @@ TEST(FormatTest, CloudEventsBinaryModeAttributesAsCeHeaders) {
   v1::OutboxEvent e = Sample();
   (*e.mutable_headers())["ce_id"] = "not-the-id";  // cannot replace an attribute outboxd sets
   (*e.mutable_headers())["ce_traceparent"] = "00-abc";  // an extension attribute passes
+  // Names no CloudEvents extension may have ([a-z0-9]+ after ce_) are left out: a CloudEvents
+  // SDK refuses the whole record for one of them (the Java SDK's CloudEventDeserializer throws,
+  // and the consumer cannot get past it).
+  for (const char* invalid : {"ce_Tenant-ID", "ce_my_ext", "ce_", "CE_upper", "Ce_x", "ce_zoë"}) {
+    (*e.mutable_headers())[invalid] = "dropped";
+  }
   EncodedRecord r = Encode(e, Format::kCloudEvents);
   EXPECT_EQ(r.key, "o-1001");
   EXPECT_EQ(r.value, e.payload());
