@@ -80,11 +80,11 @@ bool Relay::WaitUnlessStopped(absl::Duration d) {
   return false;
 }
 
-absl::Status Relay::MakeSink() {
+absl::Status Relay::MakeSink(const SourceSystem& source) {
   if (sink_) dead_lettered_by_old_sinks_ += sink_->DeadLettered();
   sink_.reset();
   const uint64_t generation = ++sink_generation_;
-  auto sink = sink_factory_([this, generation](uint64_t ticket, const absl::Status& status) {
+  auto sink = sink_factory_(source, [this, generation](uint64_t ticket, const absl::Status& status) {
     OnDelivery(generation, ticket, status);
   });
   if (!sink.ok()) return sink.status();
@@ -110,7 +110,7 @@ void Relay::OnDelivery(uint64_t generation, uint64_t ticket, const absl::Status&
 absl::Status Relay::Run(Lsn start) {
   tracker_.AdvanceConfirmed(start);
   if (!options_.sink_per_session) {
-    RETURN_IF_ERROR(MakeSink());
+    RETURN_IF_ERROR(MakeSink({}));
   }
   absl::Duration backoff = options_.initial_backoff;
   absl::Duration rewind_backoff = options_.initial_backoff;
@@ -135,7 +135,7 @@ absl::Status Relay::Run(Lsn start) {
       }
       delivered_at_last_rewind_ = delivered_;
       if (!options_.sink_per_session) {  // otherwise the next session makes it
-        RETURN_IF_ERROR(MakeSink());
+        RETURN_IF_ERROR(MakeSink({}));
       }
       backoff = options_.initial_backoff;
       continue;
@@ -220,8 +220,9 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   parser_ = decoder::PgOutputParser(PgOutputProtocolFor(stream.server_version_num()));
   RETURN_IF_ERROR(stream.StartReplication(start, parser_.protocol_version()));
   if (options_.sink_per_session) {
-    // Only now that this relay holds the slot: fence, read the checkpoint.
-    RETURN_IF_ERROR(MakeSink());
+    // Only now that this relay holds the slot: fence, read the checkpoint
+    // (and check it was written for this server's system).
+    RETURN_IF_ERROR(MakeSink({.system_identifier = stream.system_identifier()}));
   }
   // An exactly-once sink knows from its checkpoint what Kafka already has;
   // what the server sends below it, the sink acknowledges without sending.

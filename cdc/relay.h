@@ -1,7 +1,9 @@
 // Relay: the stream thread. Reads the slot, decodes outbox inserts, hands them
 // to the sink, and confirms to PostgreSQL what the sink has acknowledged.
 //
-//   Relay relay(options, [&](EventSink::DeliveryCallback cb) { return MakeKafkaSink(cb); });
+//   Relay relay(options, [&](const SourceSystem&, EventSink::DeliveryCallback cb) {
+//     return MakeKafkaSink(cb);
+//   });
 //   std::thread stopper(...);  // or a signal handler calling relay.Stop()
 //   absl::Status result = relay.Run();   // returns after Stop() or a fatal error
 //
@@ -114,7 +116,8 @@ class Relay {
     uint64_t ticket = 0;
   };
 
-  absl::Status MakeSink();
+  // The sink for events from `source` (empty before any session).
+  absl::Status MakeSink(const SourceSystem& source);
   absl::StatusOr<SessionEnd> RunSession();
   // Opens a replication session; nullptr when Stop() came first.
   absl::StatusOr<std::unique_ptr<ReplicationStream>> OpenStream(const StreamOptions& options);

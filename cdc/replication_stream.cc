@@ -56,6 +56,9 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> PgReplicationStream::Connect(
     return absl::UnavailableError(absl::StrCat(system.status().message(),
         ". Fix: the role needs REPLICATION and pg_hba.conf must allow its replication connection"));
   }
+  // systemid, timeline, xlogpos, dbname: the system names whose WAL the
+  // positions below are in (exactly-once checkpoints record it).
+  stream->system_identifier_ = Value(system->get(), 0, 0).value_or("");
   if (options.temporary_slot) {
     auto created = Query(c, absl::StrCat("CREATE_REPLICATION_SLOT ", QuoteIdentifier(options.slot),
                                          " TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT"),

@@ -103,6 +103,9 @@ class ReplicationStream {
   // "15.4"; and PQserverVersion()'s form, 150004.
   virtual const std::string& server_version() const = 0;
   virtual int server_version_num() const = 0;
+  // The server's system identifier (IDENTIFY_SYSTEM's systemid, decimal): the
+  // same on a physical replica, different on another cluster or after initdb.
+  virtual const std::string& system_identifier() const = 0;
 };
 
 class PgReplicationStream final : public ReplicationStream {
@@ -122,6 +125,7 @@ class PgReplicationStream final : public ReplicationStream {
   Lsn start_lsn() const { return start_; }
   const std::string& server_version() const override { return server_version_; }
   int server_version_num() const override { return PQserverVersion(conn_.get()); }
+  const std::string& system_identifier() const override { return system_identifier_; }
 
  private:
   PgReplicationStream(PgConn conn, StreamOptions options)
@@ -133,6 +137,7 @@ class PgReplicationStream final : public ReplicationStream {
   PgBuffer buffer_;  // Backs the payload of the last item returned by Read().
   Lsn start_;
   std::string server_version_;
+  std::string system_identifier_;
 };
 
 }  // namespace outboxd::cdc

@@ -275,6 +275,8 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
   // A slot's records all land in one partition (the key picks it), unless the
   // partition count changed; then any partition's last record will do.
   std::optional<std::string> last;
+  const absl::Time started = absl::Now();
+  int64_t records_read = 0, records_held = 0;
   for (int32_t partition : partitions) {
     int64_t low = 0, high = 0;
     if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, name.c_str(), partition, &low,
@@ -283,6 +285,7 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
       return absl::UnavailableError(absl::StrCat("cannot read the offsets of ", topic, ": ",
                                                  rd_kafka_err2str(e)));
     }
+    records_held += high - low;
     int64_t end = high;
     int64_t window = 256;
     bool have = false;
@@ -306,6 +309,7 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
         if (m->offset >= end) break;  // past this window: the later ones were read before
+        ++records_read;
         // In offset order: the last one read is the partition's last.
         if (absl::string_view(static_cast<const char*>(m->key), m->key_len) == key) {
           have = true;
@@ -316,6 +320,11 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
       window *= 4;
     }
   }
+  // What start-up cost, so a reader can see it does not grow with history.
+  LogInfo(absl::StrCat("checkpoint read: ", records_read, " of ", records_held, " records in ",
+                       topic, " (", partitions.size(), " partition", partitions.size() == 1 ? "" : "s",
+                       ", from the end back) in ",
+                       absl::FormatDuration(absl::Trunc(absl::Now() - started, absl::Milliseconds(1)))));
   return last;
 }
 

@@ -53,6 +53,7 @@ absl::Status TransactionalSink::Recover() {
           " is not an outboxd checkpoint; point --checkpoint_topic at outboxd's own topic"));
     }
     recovered_ = Lsn(checkpoint.end_lsn());
+    RETURN_IF_ERROR(CheckSystem(checkpoint));
   }
   LogInfo(absl::StrCat("exactly-once: last committed checkpoint for slot ", config_.slot, " in ",
                        config_.checkpoint_topic, ": ",
@@ -61,6 +62,42 @@ absl::Status TransactionalSink::Recover() {
                        ", read in ", absl::FormatDuration(absl::Trunc(absl::Now() - fenced, absl::Milliseconds(1))),
                        ")"));
   return absl::OkStatus();
+}
+
+absl::Status TransactionalSink::CheckSystem(const v1::Checkpoint& checkpoint) {
+  const std::string& theirs = checkpoint.system_identifier();
+  const std::string& ours = config_.system_identifier;
+  if (theirs.empty() || ours.empty()) {
+    if (theirs.empty()) {
+      // Written by an outboxd that did not record it; every checkpoint from
+      // now on does, so this is said once per topic and slot.
+      LogInfo(absl::StrCat("the checkpoint for slot ", config_.slot, " in ", config_.checkpoint_topic,
+                           " records no PostgreSQL system identifier (written by an older outboxd); "
+                           "accepting it; checkpoints from now on record system ",
+                           ours.empty() ? std::string("(unknown)") : ours));
+    }
+    return absl::OkStatus();
+  }
+  if (theirs == ours) return absl::OkStatus();
+  if (config_.accept_system_id_change) {
+    LogWarning(absl::StrCat(
+        "the checkpoint for slot ", config_.slot, " in ", config_.checkpoint_topic,
+        " was written for PostgreSQL system ", theirs, ", this server is system ", ours,
+        "; accepted (--accept_checkpoint_system_id_change): its position ", recovered_.ToString(),
+        " is ignored, replication resumes at the slot's confirmed position (events may repeat, "
+        "none are skipped), and checkpoints from now on record system ", ours));
+    recovered_ = Lsn();
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the checkpoint for slot ", config_.slot, " in ", config_.checkpoint_topic,
+      " was written for PostgreSQL system ", theirs, ", but this server is system ", ours,
+      " (a different cluster with the same slot name, or a restored backup of one): its position ",
+      recovered_.ToString(), " belongs to another WAL history, and resuming by it could skip or "
+      "repeat events. If this server is meant to replace the other (pg_upgrade, a migration), "
+      "start once with --accept_checkpoint_system_id_change (resumes at this slot's confirmed "
+      "position, events may repeat); otherwise point --checkpoint_topic or --slot at this "
+      "server's own"));
 }
 
 absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
@@ -157,6 +194,7 @@ void TransactionalSink::StartCommit() {
   checkpoint.set_slot(config_.slot);
   checkpoint.set_end_lsn(batch_end_.value());
   checkpoint.set_end_lsn_text(batch_end_.ToString());
+  checkpoint.set_system_identifier(config_.system_identifier);
   checkpoint_.topic = config_.checkpoint_topic;
   checkpoint_.key = config_.slot;
   checkpoint_.value = checkpoint.SerializeAsString();

@@ -15,7 +15,10 @@
 //
 // Recovery: Create() first fences every older producer of the slot's
 // transactional id (their open transactions are aborted), then reads the last
-// committed checkpoint. The relay resumes replication after it; events of
+// committed checkpoint. A checkpoint holds a position in one PostgreSQL
+// system's WAL: one written on another system (a different cluster with the
+// same slot name, a restored backup of another cluster) is refused rather than
+// used to skip or repeat by positions of another history. The relay resumes replication after it; events of
 // PostgreSQL transactions that committed before it are acknowledged without
 // being sent again. So a crash anywhere — before, during or after a Kafka
 // commit, before or after the LSN reached PostgreSQL — neither loses nor
@@ -57,6 +60,7 @@
 #include "absl/time/time.h"
 #include "outboxd/event_sink.h"
 #include "outboxd/lsn.h"
+#include "outboxd/v1/checkpoint.pb.h"
 #include "outboxd/v1/event.pb.h"
 #include "sink/record.h"
 #include "sink/sink_config.h"
@@ -72,6 +76,12 @@ struct TransactionalConfig {
   SinkConfig sink;
   std::string slot = "outboxd";
   std::string checkpoint_topic = "outboxd.checkpoints";
+  // The PostgreSQL system the events come from (IDENTIFY_SYSTEM's systemid).
+  // Checkpoints record it; one written by another system is refused
+  // (FailedPrecondition) unless accept_system_id_change, which ignores its
+  // position (it is in another system's WAL) and resumes at the slot's.
+  std::string system_identifier;
+  bool accept_system_id_change = false;
   uint64_t max_batch_events = 10000;
   absl::Duration max_batch_age = absl::Milliseconds(100);
 };
@@ -131,6 +141,9 @@ class TransactionalSink final : public EventSink {
   };
 
   absl::Status Recover();
+  // A checkpoint of another PostgreSQL system: refused, or (accepted) its
+  // position dropped. One without a system (older outboxd): accepted.
+  absl::Status CheckSystem(const v1::Checkpoint& checkpoint);
   // Starts committing the open batch (checkpoint record included); its
   // tickets are acknowledged once Kafka has committed it. Advance() does it.
   void StartCommit();

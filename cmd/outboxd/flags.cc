@@ -65,6 +65,10 @@ ABSL_FLAG(std::string, delivery, "at-least-once",
           "(Kafka transactions with a checkpoint; read_committed consumers see each event once)");
 ABSL_FLAG(std::string, checkpoint_topic, "outboxd.checkpoints",
           "exactly-once: compacted topic holding each slot's last committed position");
+ABSL_FLAG(bool, accept_checkpoint_system_id_change, false,
+          "exactly-once: accept a checkpoint written for another PostgreSQL system (e.g. after "
+          "pg_upgrade or a migration to a new cluster); its position is ignored and replication "
+          "resumes at the slot's (events may repeat). Without it such a checkpoint stops outboxd");
 ABSL_FLAG(int64_t, transaction_max_events, 10000,
           "exactly-once: commit the Kafka transaction once it holds this many events");
 ABSL_FLAG(absl::Duration, transaction_max_age, absl::Milliseconds(100),
@@ -177,7 +181,8 @@ const std::vector<FlagGroup>& FlagGroups() {
       {"Routing and producer", {"run"},
        {"format", "cloudevents_source", "topic_prefix", "dead_letter_topic", "on_poison", "linger_ms",
         "kafka_property"}},
-      {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "transaction_max_events", "transaction_max_age"}},
+      {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "accept_checkpoint_system_id_change",
+                                   "transaction_max_events", "transaction_max_age"}},
       {"Behaviour", {"run"}, {"status_interval", "max_backoff", "replication_timeout", "shutdown_timeout", "stall_timeout"}},
       {"Admin API and metrics", {"run"},
        {"admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen"}},

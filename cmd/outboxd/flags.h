@@ -48,6 +48,7 @@ ABSL_DECLARE_FLAG(std::string, dead_letter_topic);
 ABSL_DECLARE_FLAG(std::string, on_poison);
 ABSL_DECLARE_FLAG(std::string, delivery);
 ABSL_DECLARE_FLAG(std::string, checkpoint_topic);
+ABSL_DECLARE_FLAG(bool, accept_checkpoint_system_id_change);
 ABSL_DECLARE_FLAG(int64_t, transaction_max_events);
 ABSL_DECLARE_FLAG(absl::Duration, transaction_max_age);
 ABSL_DECLARE_FLAG(int, linger_ms);

@@ -269,17 +269,26 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     txn_config.checkpoint_topic = absl::GetFlag(FLAGS_checkpoint_topic);
     txn_config.max_batch_events = static_cast<uint64_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_transaction_max_events)));
     txn_config.max_batch_age = absl::GetFlag(FLAGS_transaction_max_age);
-    // One transactional id per slot: a restarted or second relay on the slot
-    // fences the previous one.
-    const std::string transactional_id = absl::StrCat("outboxd-", config->slot);
-    factory = [txn_config, transactional_id](outboxd::EventSink::DeliveryCallback cb)
+    txn_config.accept_system_id_change = absl::GetFlag(FLAGS_accept_checkpoint_system_id_change);
+    // One transactional id per PostgreSQL system, database and slot: a
+    // restarted or second relay on the slot (or on a physical replica
+    // promoted in its place, which keeps the system identifier) fences the
+    // previous one, and deployments that share a slot name on different
+    // clusters or databases do not fence each other. --kafka_property
+    // transactional.id=... overrides it (the user's properties win).
+    factory = [txn_config, database](const outboxd::SourceSystem& source,
+                                     outboxd::EventSink::DeliveryCallback cb)
         -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
-      ASSIGN_OR_RETURN(auto kafka, outboxd::sink::MakeRdKafkaTransactional(txn_config.sink, transactional_id));
-      ASSIGN_OR_RETURN(auto sink, outboxd::sink::TransactionalSink::Create(txn_config, std::move(kafka), std::move(cb)));
+      outboxd::sink::TransactionalConfig session = txn_config;
+      session.system_identifier = source.system_identifier;
+      const std::string transactional_id =
+          absl::StrCat("outboxd-", source.system_identifier, "-", database, "-", txn_config.slot);
+      ASSIGN_OR_RETURN(auto kafka, outboxd::sink::MakeRdKafkaTransactional(session.sink, transactional_id));
+      ASSIGN_OR_RETURN(auto sink, outboxd::sink::TransactionalSink::Create(std::move(session), std::move(kafka), std::move(cb)));
       return std::unique_ptr<outboxd::EventSink>(std::move(sink));
     };
   } else {
-    factory = [sink_config](outboxd::EventSink::DeliveryCallback cb)
+    factory = [sink_config](const outboxd::SourceSystem&, outboxd::EventSink::DeliveryCallback cb)
         -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       ASSIGN_OR_RETURN(auto sink, outboxd::sink::KafkaSink::Create(sink_config, std::move(cb)));
       return std::unique_ptr<outboxd::EventSink>(std::move(sink));

@@ -3,7 +3,9 @@
 // neither knows the other and main needs no adapter: sink::KafkaSink
 // (at-least-once) and sink::TransactionalSink (exactly-once) implement it.
 //
-//   EventSink::Factory factory = [&](DeliveryCallback cb) { return KafkaSink::Create(config, cb); };
+//   EventSink::Factory factory = [&](const SourceSystem&, DeliveryCallback cb) {
+//     return KafkaSink::Create(config, cb);
+//   };
 //   std::unique_ptr<EventSink> sink = *factory(on_delivery);
 //   absl::Status s = sink->Produce(event, /*topic_override=*/"", ticket);
 //   if (absl::IsResourceExhausted(s)) { /* full: poll(wakeup_fd()), Poll(0), try again */ }
@@ -23,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -68,11 +71,20 @@ inline bool StopsTheRelay(const absl::Status& status) {
   return kind == SinkFailure::kPoison || kind == SinkFailure::kFatal;
 }
 
+// What a sink is told of the PostgreSQL server its events come from.
+struct SourceSystem {
+  // IDENTIFY_SYSTEM's systemid of the session's server; empty for a sink made
+  // before any session (one sink for the relay's life, at-least-once).
+  std::string system_identifier;
+};
+
 class EventSink {
  public:
   using DeliveryCallback = ::outboxd::DeliveryCallback;
-  // Makes a fresh sink; the relay calls it at start and after a rewind.
-  using Factory = std::function<absl::StatusOr<std::unique_ptr<EventSink>>(DeliveryCallback)>;
+  // Makes a fresh sink; the relay calls it at start and after a rewind (or,
+  // per session, once the session holds the slot).
+  using Factory =
+      std::function<absl::StatusOr<std::unique_ptr<EventSink>>(const SourceSystem&, DeliveryCallback)>;
 
   virtual ~EventSink() = default;
 

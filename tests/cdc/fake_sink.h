@@ -193,7 +193,7 @@ class FakeKafka::Sink final : public EventSink {
 
 inline EventSink::Factory FakeKafka::Factory() {
   std::shared_ptr<FakeKafka> self = shared_from_this();
-  return [self](EventSink::DeliveryCallback callback)
+  return [self](const SourceSystem&, EventSink::DeliveryCallback callback)
              -> absl::StatusOr<std::unique_ptr<EventSink>> {
     int id;
     {

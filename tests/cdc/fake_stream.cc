@@ -81,12 +81,14 @@ class FakeStream final : public cdc::ReplicationStream {
   Lsn slot_confirmed() const override { return confirmed_; }
   const std::string& server_version() const override { return version_; }
   int server_version_num() const override { return 150000; }
+  const std::string& system_identifier() const override { return system_identifier_; }
 
  private:
   std::shared_ptr<FakeServer> server_;
   const int id_;
   const Lsn confirmed_;
   const std::string version_;
+  const std::string system_identifier_ = "7000000000000000001";
   bool broken_ = false;  // guarded by server_->mu_
   std::string payload_;
 };

@@ -1,5 +1,7 @@
 // The exactly-once checkpoint topic on kafka-mock: recovery reads only its
-// tail, so start-up does not slow down as the topic's history grows; a broker
+// tail, so start-up does not slow down as the topic's history grows; a
+// checkpoint written by another PostgreSQL system is refused unless accepted
+// with a flag; a broker
 // without topic admin (kafka-mock has neither CreateTopics nor
 // DescribeConfigs) gets a warning with the fix. Creating the topic compacted
 // and refusing one that is not are for a real Kafka (tests/kafka/).
@@ -16,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "outboxd/v1/checkpoint.pb.h"
 #include "tests/integration/relay_env.h"
+#include "tests/support/pg_server.h"
 
 namespace outboxd::test {
 namespace {
@@ -118,10 +121,81 @@ TEST_F(CheckpointTopicTest, StartUpReadsOnlyTheTailOfALongHistory) {
   std::cerr << "start-up to the recovered checkpoint with 105,000 checkpoint records: "
             << absl::FormatDuration(took) << "\n";
   EXPECT_LT(took, absl::Seconds(2)) << (*relay)->Stderr();
+  // Not from the beginning: the reader says how many records it read, and it
+  // is the tail (the other slot's 5,000 and a window of this slot's), not
+  // the 105,000.
+  ASSERT_TRUE(WaitFor([&] { return absl::StrContains((*relay)->Stderr(), "checkpoint read: "); },
+                      absl::Seconds(10), absl::Milliseconds(10)))
+      << (*relay)->Stderr();
+  const std::string log = (*relay)->Stderr();
+  const size_t at = log.find("checkpoint read: ") + std::string("checkpoint read: ").size();
+  const int64_t read = std::stoll(log.substr(at));
+  std::cerr << "checkpoint records read at start-up: " << read << " of 105000\n";
+  EXPECT_LT(read, 25000) << log;
+  EXPECT_THAT(log, ::testing::HasSubstr("of 105000 records"));
+  // The records carry no system identifier (written by an older outboxd):
+  // accepted, and said so.
+  EXPECT_THAT(log, ::testing::HasSubstr("records no PostgreSQL system identifier"));
   // And it relays from there.
   ASSERT_OK(env_.InsertEvent("order", "o-1", "Placed", "{}"));
   ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << (*relay)->Stderr();
   EXPECT_EQ((*relay)->Terminate(), 0) << (*relay)->Stderr();
+}
+
+// A checkpoint names the PostgreSQL system (IDENTIFY_SYSTEM) whose WAL
+// positions it holds. A relay pointed at another system with the same slot
+// name (a different cluster, a restored backup) must not skip or repeat by
+// those positions: it exits 1 naming both identifiers and the flag; with the
+// flag it goes on, and records its own system from then on.
+TEST_F(CheckpointTopicTest, CheckpointOfAnotherPostgresSystemIsRefusedUnlessAccepted) {
+  const std::vector<std::string> eo = {"--delivery=exactly-once", "--admin_listen=",
+                                       "--metrics_listen="};
+  auto relay = env_.StartRelay(eo);
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "Placed", "{}"));
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn())) << (*relay)->Stderr();
+  EXPECT_EQ((*relay)->Terminate(), 0) << (*relay)->Stderr();
+
+  auto other = PgServer::Start();
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto a_id = env_.pg().QueryValue("SELECT system_identifier FROM pg_control_system()");
+  auto b_id = (*other)->QueryValue("SELECT system_identifier FROM pg_control_system()");
+  ASSERT_TRUE(a_id.ok() && b_id.ok());
+  ASSERT_NE(*a_id, *b_id);
+  auto init = env_.RunOutboxd({"init", "--postgres=" + (*other)->ConnInfo()});
+  ASSERT_TRUE(init.ok() && init->first == 0) << (init.ok() ? init->second : "");
+  const std::vector<std::string> run_b = {"run", "--postgres=" + (*other)->ConnInfo(),
+                                          "--brokers=" + env_.Brokers(), "--linger_ms=1",
+                                          "--delivery=exactly-once"};
+  auto refused = env_.RunOutboxd(run_b, {}, absl::Seconds(15));
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->first, 1) << refused->second;
+  EXPECT_THAT(refused->second, ::testing::HasSubstr(*a_id));
+  EXPECT_THAT(refused->second, ::testing::HasSubstr(*b_id));
+  EXPECT_THAT(refused->second, ::testing::HasSubstr("--accept_checkpoint_system_id_change"));
+  EXPECT_THAT(refused->second, ::testing::Not(::testing::HasSubstr("streaming slot")));
+
+  // Accepted: it streams, from B's slot (not A's positions), and its
+  // checkpoints record B, so the next start needs no flag.
+  std::vector<std::string> accepted_args = {BinaryPath("outboxd")};
+  accepted_args.insert(accepted_args.end(), run_b.begin(), run_b.end());
+  accepted_args.push_back("--accept_checkpoint_system_id_change");
+  accepted_args.push_back("--admin_listen=");
+  accepted_args.push_back("--metrics_listen=");
+  auto accepted = Subprocess::Start(accepted_args);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  ASSERT_TRUE(RelayEnv::WaitStreaming(**accepted)) << (*accepted)->Stderr();
+  ASSERT_OK((*other)->Exec(
+      "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) "
+      "VALUES ('order', 'b-1', 'Placed', '{}')"));
+  EXPECT_EQ(env_.ReadEvents("outbox.event.order", 2).size(), 2u);
+  EXPECT_EQ((*accepted)->Terminate(), 0) << (*accepted)->Stderr();
+  auto again = Subprocess::Start({BinaryPath("outboxd"), "run", "--postgres=" + (*other)->ConnInfo(),
+                                  "--brokers=" + env_.Brokers(), "--delivery=exactly-once",
+                                  "--admin_listen=", "--metrics_listen="});
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(RelayEnv::WaitStreaming(**again)) << (*again)->Stderr();
+  EXPECT_EQ((*again)->Terminate(), 0) << (*again)->Stderr();
 }
 
 }  // namespace

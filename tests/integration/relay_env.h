@@ -172,9 +172,10 @@ class RelayEnv {
       args.push_back("--topic_prefix=" + Topic("outbox.event."));
       args.push_back("--dead_letter_topic=" + Topic("outbox.dead-letter"));
       args.push_back("--checkpoint_topic=" + Topic("outboxd.checkpoints"));
-      // The transactional.id is outboxd-<slot>, and every test's slot is "outboxd": relays of
-      // tests running at once on one Kafka would fence each other (each restart fencing the
-      // other's producer, neither getting anywhere). One id per test, kept across its restarts.
+      // One transactional.id per test, kept across its restarts: relays of tests running at
+      // once on one Kafka must not fence each other. outboxd's default
+      // (outboxd-<system identifier>-<database>-<slot>) already differs per test (each has its
+      // own initdb); setting it here also exercises the --kafka_property override.
       if (std::find(extra.begin(), extra.end(), "--delivery=exactly-once") != extra.end()) {
         args.push_back(absl::StrCat("--kafka_property=transactional.id=", namespace_, "outboxd"));
       }
