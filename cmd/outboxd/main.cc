@@ -281,8 +281,12 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
         -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       outboxd::sink::TransactionalConfig session = txn_config;
       session.system_identifier = source.system_identifier;
-      const std::string transactional_id =
+      std::string transactional_id =
           absl::StrCat("outboxd-", source.system_identifier, "-", database, "-", txn_config.slot);
+      for (const auto& [name, value] : txn_config.sink.kafka_properties) {
+        if (name == "transactional.id") transactional_id = value;  // the last one wins, as in librdkafka
+      }
+      outboxd::LogInfo(absl::StrCat("exactly-once: Kafka transactional.id ", transactional_id));
       ASSIGN_OR_RETURN(auto kafka, outboxd::sink::MakeRdKafkaTransactional(session.sink, transactional_id));
       ASSIGN_OR_RETURN(auto sink, outboxd::sink::TransactionalSink::Create(std::move(session), std::move(kafka), std::move(cb)));
       return std::unique_ptr<outboxd::EventSink>(std::move(sink));

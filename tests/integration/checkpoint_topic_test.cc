@@ -185,16 +185,23 @@ TEST_F(CheckpointTopicTest, CheckpointOfAnotherPostgresSystemIsRefusedUnlessAcce
   auto accepted = Subprocess::Start(accepted_args);
   ASSERT_TRUE(accepted.ok()) << accepted.status();
   ASSERT_TRUE(RelayEnv::WaitStreaming(**accepted)) << (*accepted)->Stderr();
+  // Its transactional.id is B's own: it does not fence relays of the slot on A.
+  EXPECT_THAT((*accepted)->Stderr(),
+              ::testing::HasSubstr(absl::StrCat("transactional.id outboxd-", *b_id, "-postgres-outboxd")));
   ASSERT_OK((*other)->Exec(
       "INSERT INTO outbox_events (aggregate_type, aggregate_id, event_type, payload) "
       "VALUES ('order', 'b-1', 'Placed', '{}')"));
   EXPECT_EQ(env_.ReadEvents("outbox.event.order", 2).size(), 2u);
   EXPECT_EQ((*accepted)->Terminate(), 0) << (*accepted)->Stderr();
+  // (And a transactional.id given with --kafka_property is the one used.)
   auto again = Subprocess::Start({BinaryPath("outboxd"), "run", "--postgres=" + (*other)->ConnInfo(),
                                   "--brokers=" + env_.Brokers(), "--delivery=exactly-once",
+                                  "--kafka_property=transactional.id=shop-relay",
                                   "--admin_listen=", "--metrics_listen="});
   ASSERT_TRUE(again.ok()) << again.status();
   ASSERT_TRUE(RelayEnv::WaitStreaming(**again)) << (*again)->Stderr();
+  EXPECT_THAT((*again)->Stderr(), ::testing::HasSubstr("transactional.id shop-relay"));
+  EXPECT_THAT((*again)->Stderr(), ::testing::Not(::testing::HasSubstr("written for PostgreSQL system")));
   EXPECT_EQ((*again)->Terminate(), 0) << (*again)->Stderr();
 }
 

@@ -15,8 +15,8 @@
 // kafka().HasMockControl() is false there. A real broker is shared by the tests running at once
 // and keeps their topics, so there every name the relay derives from its defaults is given a
 // prefix unique to the test: StartRelay passes --topic_prefix, --dead_letter_topic and
-// --checkpoint_topic under it (a test's own flags come later and win), in exactly-once mode a
-// transactional.id of its own too, and Topic() maps
+// --checkpoint_topic under it (a test's own flags come later and win; the default
+// transactional.id already differs per test: it holds the server's system identifier), and Topic() maps
 // "outbox.*"/"outboxd.*" names to it for CreateTopic and ReadEvents. Tests keep writing
 // "outbox.event.order".
 #ifndef OUTBOXD_TESTS_INTEGRATION_RELAY_ENV_H_
@@ -172,13 +172,10 @@ class RelayEnv {
       args.push_back("--topic_prefix=" + Topic("outbox.event."));
       args.push_back("--dead_letter_topic=" + Topic("outbox.dead-letter"));
       args.push_back("--checkpoint_topic=" + Topic("outboxd.checkpoints"));
-      // One transactional.id per test, kept across its restarts: relays of tests running at
-      // once on one Kafka must not fence each other. outboxd's default
-      // (outboxd-<system identifier>-<database>-<slot>) already differs per test (each has its
-      // own initdb); setting it here also exercises the --kafka_property override.
-      if (std::find(extra.begin(), extra.end(), "--delivery=exactly-once") != extra.end()) {
-        args.push_back(absl::StrCat("--kafka_property=transactional.id=", namespace_, "outboxd"));
-      }
+      // No transactional.id of the test's own: outboxd's default,
+      // outboxd-<system identifier>-<database>-<slot>, differs between tests (each has its own
+      // initdb), so relays of tests running at once on one Kafka do not fence each other, and
+      // the zombie-fencing test fences with the default id.
     }
     args.insert(args.end(), extra.begin(), extra.end());
     AddTestListenFlags(args);
