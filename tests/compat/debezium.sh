@@ -244,6 +244,10 @@ PY
 { pg_psql -tAc "SELECT id FROM outboxevent"; cut -d' ' -f1 "$work/migration-ids"; } | sort -u >"$work/all-ids"
 kill -0 "$takeover_pid" 2>/dev/null || fail "outboxd on Debezium's slot exited: $(cat "$work/takeover.log")"
 wait_for 90 "every event in dbz.* after the takeover" all_there
+# It resumed where Debezium's slot was confirmed.
+grep -q "streaming slot debezium (publication dbz_publication.*confirmed $dbz_confirmed;" "$work/takeover.log" ||
+  fail "outboxd did not say it resumed at Debezium's confirmed $dbz_confirmed: $(grep 'streaming slot' "$work/takeover.log")"
+grep -o "streaming slot debezium.*confirmed $dbz_confirmed" "$work/takeover.log" | sed 's/ from PostgreSQL.*, starting/, starting/'
 kill -TERM "$takeover_pid"
 wait "$takeover_pid" || { tail -20 "$work/takeover.log" >&2; fail "outboxd on Debezium's slot exited $? on SIGTERM"; }
 # Nothing writes any more: read back exactly what is there.
