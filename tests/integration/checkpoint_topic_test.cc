@@ -30,8 +30,8 @@ struct RdKafkaDeleter {
 // Writes checkpoint records (non-transactional, which read_committed readers
 // see too): `count` for `slot` with end LSNs 1..count, then `others` for
 // another slot.
-absl::Status WriteCheckpoints(const std::string& brokers, int count, const std::string& slot,
-                              int others) {
+absl::Status WriteCheckpoints(const std::string& brokers, const std::string& topic, int count,
+                              const std::string& slot, int others) {
   std::array<char, 512> err{};
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   for (const auto& [k, v] : {std::pair<std::string, std::string>{"bootstrap.servers", brokers},
@@ -55,7 +55,7 @@ absl::Status WriteCheckpoints(const std::string& brokers, int count, const std::
     c.set_end_lsn_text(Lsn(static_cast<uint64_t>(i)).ToString());
     const std::string value = c.SerializeAsString();
     rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC("outboxd.checkpoints"),
+    while ((e = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                   RD_KAFKA_V_KEY(key.data(), key.size()),
                                   RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
@@ -73,16 +73,25 @@ absl::Status WriteCheckpoints(const std::string& brokers, int count, const std::
 class CheckpointTopicTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (RelayEnv::ExternalKafkaMode()) GTEST_SKIP() << "kafka-mock only (topics kept between tests)";
     ASSERT_OK(env_.Start());
     ASSERT_OK(env_.kafka().CreateTopic("outbox.event.order", 4));
   }
   RelayEnv env_;
 };
 
+// kafka-mock only: on a real broker run creates the topic compacted
+// (tests/kafka/auth_test.cc), and a test's relay is the only one on its PostgreSQL.
+class CheckpointTopicMockTest : public CheckpointTopicTest {
+ protected:
+  void SetUp() override {
+    if (RelayEnv::ExternalKafkaMode()) GTEST_SKIP() << "kafka-mock only";
+    CheckpointTopicTest::SetUp();
+  }
+};
+
 // kafka-mock has neither CreateTopics nor DescribeConfigs: run says what it
 // could not do and how to do it by hand, without delay, and relays.
-TEST_F(CheckpointTopicTest, BrokerWithoutTopicAdminGetsAWarningWithTheFixNotAFailure) {
+TEST_F(CheckpointTopicMockTest, BrokerWithoutTopicAdminGetsAWarningWithTheFixNotAFailure) {
   const absl::Time started = absl::Now();
   auto relay = env_.StartRelay({"--delivery=exactly-once", "--admin_listen=", "--metrics_listen="});
   ASSERT_TRUE(relay.ok()) << relay.status();
@@ -104,16 +113,27 @@ TEST_F(CheckpointTopicTest, BrokerWithoutTopicAdminGetsAWarningWithTheFixNotAFai
   EXPECT_EQ((*relay)->Terminate(), 0) << (*relay)->Stderr();
 }
 
+// On kafka-mock and on real Kafka (ctest kafka.CheckpointTopicTest...).
 TEST_F(CheckpointTopicTest, StartUpReadsOnlyTheTailOfALongHistory) {
-  ASSERT_OK(env_.kafka().CreateTopic("outboxd.checkpoints", 1));
+  const std::string topic = env_.Topic("outboxd.checkpoints");
+  if (RelayEnv::ExternalKafkaMode()) {
+    // A relay before: run creates the topic compacted, and the broker's
+    // transaction coordinator is up, as on any cluster with a history.
+    auto first = env_.StartRelay({"--delivery=exactly-once", "--admin_listen=", "--metrics_listen="});
+    ASSERT_TRUE(first.ok()) << first.status();
+    ASSERT_TRUE(RelayEnv::WaitStreaming(**first)) << (*first)->Stderr();
+    ASSERT_EQ((*first)->Terminate(), 0) << (*first)->Stderr();
+  } else {
+    ASSERT_OK(env_.kafka().CreateTopic("outboxd.checkpoints", 1));
+  }
   // 100,000 earlier checkpoints of this slot, then 5,000 of another slot
   // behind them, so the reader has to step back past the other slot's.
-  ASSERT_OK(WriteCheckpoints(env_.Brokers(), 100000, "outboxd", 5000));
+  ASSERT_OK(WriteCheckpoints(env_.Brokers(), topic, 100000, "outboxd", 5000));
   const absl::Time started = absl::Now();
   auto relay = env_.StartRelay({"--delivery=exactly-once", "--admin_listen=", "--metrics_listen="});
   ASSERT_TRUE(relay.ok()) << relay.status();
-  const std::string expected = absl::StrCat(
-      "checkpoint for slot outboxd in outboxd.checkpoints: ", Lsn(100000).ToString());
+  const std::string expected =
+      absl::StrCat("checkpoint for slot outboxd in ", topic, ": ", Lsn(100000).ToString());
   ASSERT_TRUE(WaitFor([&] { return absl::StrContains((*relay)->Stderr(), expected); },
                       absl::Seconds(60), absl::Milliseconds(10)))
       << (*relay)->Stderr();
@@ -132,7 +152,7 @@ TEST_F(CheckpointTopicTest, StartUpReadsOnlyTheTailOfALongHistory) {
   const int64_t read = std::stoll(log.substr(at));
   std::cerr << "checkpoint records read at start-up: " << read << " of 105000\n";
   EXPECT_LT(read, 25000) << log;
-  EXPECT_THAT(log, ::testing::HasSubstr("of 105000 records"));
+  EXPECT_THAT(log, ::testing::HasSubstr(absl::StrCat("of 105000 records in ", topic)));
   // The records carry no system identifier (written by an older outboxd):
   // accepted, and said so.
   EXPECT_THAT(log, ::testing::HasSubstr("records no PostgreSQL system identifier"));
@@ -147,7 +167,7 @@ TEST_F(CheckpointTopicTest, StartUpReadsOnlyTheTailOfALongHistory) {
 // name (a different cluster, a restored backup) must not skip or repeat by
 // those positions: it exits 1 naming both identifiers and the flag; with the
 // flag it goes on, and records its own system from then on.
-TEST_F(CheckpointTopicTest, CheckpointOfAnotherPostgresSystemIsRefusedUnlessAccepted) {
+TEST_F(CheckpointTopicMockTest, CheckpointOfAnotherPostgresSystemIsRefusedUnlessAccepted) {
   const std::vector<std::string> eo = {"--delivery=exactly-once", "--admin_listen=",
                                        "--metrics_listen="};
   auto relay = env_.StartRelay(eo);
