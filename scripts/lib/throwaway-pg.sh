@@ -8,10 +8,33 @@
 # initdb into "$tmpdir/data" with wal_level=logical on 127.0.0.1 and a free
 # port. PostgreSQL refuses to run as root, so as root it runs as the postgres
 # user (the directory is handed to that user).
+#
+# PG_ROOT=<root filesystem> (tests/pg17/prepare-rootfs.sh prints it) with
+# PG_BIN=/usr/lib/postgresql/17/bin runs every PostgreSQL program chrooted in
+# that root as its postgres user, in a private mount namespace (unshare -m)
+# that mounts the root's /proc and a tmpfs /dev/shm and binds the temp dir at
+# the same path inside the root; the mounts go with the namespace. Needs root.
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
-if [[ $(id -u) -eq 0 ]]; then
+# pg_in_root PROGRAM ARGS...: PROGRAM chrooted in $PG_ROOT (see above).
+pg_in_root() {
+  local ids
+  ids=$(awk -F: '$1 == "postgres" { print $3 ":" $4 }' "$PG_ROOT/etc/passwd")
+  unshare -m --propagation private /bin/sh -c '
+    set -eu
+    root=$1 dir=$2 user=$3
+    shift 3
+    mount -t proc proc "$root/proc"
+    mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
+    mount --bind "$dir" "$root$dir"
+    exec chroot --userspec="$user" "$root" "$@"' sh "$PG_ROOT" "$PG_DIR" "$ids" "$@"
+}
+
+if [[ -n ${PG_ROOT:-} ]]; then
+  PG_AS=(pg_in_root)
+  PG_SUPERUSER=postgres
+elif [[ $(id -u) -eq 0 ]]; then
   PG_AS=(runuser -u postgres --)
   PG_SUPERUSER=postgres
 else
@@ -37,7 +60,12 @@ pg_start() {
   PG_DIR=$1
   shift
   PGDATA_DIR="$PG_DIR/data"
-  [[ ${#PG_AS[@]} -gt 0 ]] && chown "$PG_SUPERUSER" "$PG_DIR"
+  if [[ -n ${PG_ROOT:-} ]]; then
+    mkdir -p "$PG_ROOT$PG_DIR"  # the mount point of the bind mount
+    chown "$(awk -F: '$1 == "postgres" { print $3 ":" $4 }' "$PG_ROOT/etc/passwd")" "$PG_DIR"
+  elif [[ ${#PG_AS[@]} -gt 0 ]]; then
+    chown "$PG_SUPERUSER" "$PG_DIR"
+  fi
   PG_HOST=127.0.0.1
   "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PGDATA_DIR" -U "$PG_SUPERUSER" --auth=trust \
     --encoding=UTF8 --no-locale >"$PG_DIR/initdb.log" 2>&1 ||
@@ -73,4 +101,5 @@ pg_stop() {
     "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1 ||
       "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
   fi
+  if [[ -n ${PG_ROOT:-} && -n ${PG_DIR:-} ]]; then rmdir "$PG_ROOT$PG_DIR" 2>/dev/null || true; fi
 }
