@@ -9,11 +9,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/relay_env.h"
 
 namespace outboxd::test {
 namespace {
+
+using ::testing::HasSubstr;
 
 class RelayTest : public ::testing::Test {
  protected:
@@ -58,6 +61,12 @@ TEST_F(RelayTest, DeliversEventWithKeyHeadersAndProtobufValue) {
   EXPECT_GT(e.event.source().xid(), 0u);
   EXPECT_GT(e.event.source().commit_lsn(), e.event.source().event_lsn());
   EXPECT_GT(e.event.source().commit_time().seconds(), 1700000000);
+  // The newest pgoutput protocol the server speaks (15: 3; 16+, the pg17 label: 4), named in
+  // the start-up line.
+  const int version = env_.pg().version();
+  EXPECT_THAT(relay_->Stderr(), HasSubstr(absl::StrCat("from PostgreSQL ", version, ".")));
+  EXPECT_THAT(relay_->Stderr(),
+              HasSubstr(absl::StrCat("(pgoutput protocol ", version >= 16 ? 4 : 3, ")")));
 }
 
 TEST_F(RelayTest, RolledBackTransactionsAndSavepointsProduceNothing) {
