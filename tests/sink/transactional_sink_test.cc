@@ -332,6 +332,71 @@ TEST(TransactionalSinkTest, SkipsEventsAlreadyCommittedBeforeRecovery) {
   EXPECT_EQ(model.ReadCommitted("outbox.event.order").size(), 1u);
 }
 
+// A checkpoint holds a position in one PostgreSQL system's WAL: another
+// system's is refused, or (accepted) its position dropped; one without a
+// system (an older outboxd) is accepted, and the system recorded from then on.
+TEST(TransactionalSinkTest, CheckpointOfAnotherSystemIsRefusedUnlessAccepted) {
+  KafkaModel model;
+  Acks acks;
+  TransactionalConfig a = Config();
+  a.system_identifier = "111";
+  {
+    auto first = MakeSink(model, acks, a);
+    ASSERT_TRUE(first->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+    first->EndOfTransaction(Lsn(150));
+    first->StreamIdle();
+  }
+  v1::Checkpoint written;
+  ASSERT_TRUE(written.ParseFromString(model.ReadCommitted("outboxd.checkpoints").back().value));
+  EXPECT_EQ(written.system_identifier(), "111");
+
+  TransactionalConfig b = Config();
+  b.system_identifier = "222";
+  Acks acks2;
+  auto refused = TransactionalSink::Create(
+      b, std::make_unique<ModelProducer>(&model, "outboxd-shop"), acks2.Callback());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "system 111")) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "system 222")) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--accept_checkpoint_system_id_change")) << refused.status();
+
+  b.accept_system_id_change = true;
+  auto accepted = MakeSink(model, acks2, b);
+  ASSERT_TRUE(accepted);
+  EXPECT_EQ(accepted->RecoveredPosition(), Lsn()) << "another system's position must not be used";
+  // B's WAL may well have an event below A's checkpoint: it is sent.
+  ASSERT_TRUE(accepted->Produce(MakeEvent(2, Lsn(120)), "", 2).ok());
+  accepted->EndOfTransaction(Lsn(130));
+  accepted->StreamIdle();
+  EXPECT_EQ(accepted->events_skipped(), 0u);
+  ASSERT_TRUE(written.ParseFromString(model.ReadCommitted("outboxd.checkpoints").back().value));
+  EXPECT_EQ(written.system_identifier(), "222");
+}
+
+TEST(TransactionalSinkTest, CheckpointWithoutSystemIsAcceptedAndTheSystemRecordedFromThenOn) {
+  KafkaModel model;
+  Acks acks;
+  {
+    auto old = MakeSink(model, acks);  // an outboxd that did not record the system
+    ASSERT_TRUE(old->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+    old->EndOfTransaction(Lsn(150));
+    old->StreamIdle();
+  }
+  TransactionalConfig config = Config();
+  config.system_identifier = "333";
+  Acks acks2;
+  auto sink = MakeSink(model, acks2, config);
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(sink->RecoveredPosition(), Lsn(150));
+  ASSERT_TRUE(sink->Produce(MakeEvent(2, Lsn(200)), "", 2).ok());
+  sink->EndOfTransaction(Lsn(250));
+  sink->StreamIdle();
+  v1::Checkpoint written;
+  ASSERT_TRUE(written.ParseFromString(model.ReadCommitted("outboxd.checkpoints").back().value));
+  EXPECT_EQ(written.system_identifier(), "333");
+}
+
 TEST(TransactionalSinkTest, FlushInsideTransactionAbortsIt) {
   KafkaModel model;
   Acks acks;
