@@ -78,6 +78,17 @@ class StatsCollector : public prometheus::Collectable {
                         s.postgres_connected.load() ? 1 : 0));
     out.push_back(Gauge("outboxd_kafka_reachable", "1 while the Kafka producer reaches a broker",
                         s.kafka_reachable.load() ? 1 : 0));
+    out.push_back(Gauge("outboxd_slot_failover", "1 if the slot has failover = true (PostgreSQL 17+)",
+                        s.slot_failover.load() ? 1 : 0));
+    out.push_back(Gauge("outboxd_standbys", "physical standbys streaming from the PostgreSQL server",
+                        s.standbys.load()));
+    out.push_back(Gauge("outboxd_standbys_synchronizing_slots",
+                        "standbys whose slot-sync worker is connected (sync_replication_slots = on)",
+                        s.standbys_synchronizing.load()));
+    out.push_back(Gauge("outboxd_failover_ready",
+                        "1 if the slot would survive a failover: failover on, a standby synchronising "
+                        "it, its physical slot in synchronized_standby_slots",
+                        s.failover_ready.load() ? 1 : 0));
     out.push_back(Gauge("outboxd_paused", "1 while paused through the admin API", s.paused.load() ? 1 : 0));
     out.push_back(Gauge("outboxd_stalled",
                         "1 while work is outstanding and nothing was acknowledged or confirmed for "

@@ -128,6 +128,10 @@ v1::Status StatusReporter::Snapshot(absl::Time now) const {
   out.set_postgres_connected(s.postgres_connected.load());
   out.set_kafka_reachable(s.kafka_reachable.load());
   out.set_paused(s.paused.load());
+  out.set_slot_failover(s.slot_failover.load());
+  out.set_standbys(s.standbys.load());
+  out.set_standbys_synchronizing(s.standbys_synchronizing.load());
+  out.set_failover_ready(s.failover_ready.load());
   Progress progress = CheckProgress(now);
   out.set_stalled(progress.stalled);
   out.set_stalled_reason(std::move(progress.reason));

@@ -34,6 +34,11 @@ std::string FormatStatus(const v1::Status& s) {
                                 s.server_version().empty() ? "" : absl::StrCat(" (PostgreSQL ", s.server_version(), ")"))},
       {"kafka", YesNo(s.kafka_reachable(), "reachable", "unreachable")},
       {"slot", s.slot()},
+      {"slot failover", absl::StrCat(YesNo(s.slot_failover(), "on", "off"), ", ", s.standbys(), " standby(s), ",
+                                     s.standbys_synchronizing(), " synchronising slots",
+                                     s.failover_ready()  ? ": survives a failover"
+                                     : s.standbys() > 0 ? ": would NOT survive a failover"
+                                                        : "")},
       {"publication", s.publication()},
       {"table", s.table().empty() ? "-" : s.table()},
       {"confirmed lsn", s.confirmed_lsn()},

@@ -1,5 +1,7 @@
 #include "cdc/pg_connection.h"
 
+#include <stdlib.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -76,6 +78,32 @@ std::vector<std::pair<std::string, std::string>> NetworkDefaults(absl::string_vi
   if (given != nullptr) PQconninfoFree(given);
   if (known != nullptr) PQconninfoFree(known);
   return out;
+}
+
+std::string MultiHostWarning(absl::string_view conninfo) {
+  const std::string info(conninfo);
+  char* error = nullptr;
+  PQconninfoOption* given = PQconninfoParse(info.c_str(), &error);
+  PQfreemem(error);
+  if (given == nullptr) return "";
+  std::string hosts, hostaddrs, attrs;
+  for (const PQconninfoOption* o = given; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const absl::string_view keyword = o->keyword;
+    if (keyword == "host") hosts = o->val;
+    if (keyword == "hostaddr") hostaddrs = o->val;
+    if (keyword == "target_session_attrs") attrs = o->val;
+  }
+  PQconninfoFree(given);
+  if (attrs.empty()) {
+    if (const char* env = getenv("PGTARGETSESSIONATTRS")) attrs = env;
+  }
+  const bool several = absl::StrContains(hosts, ',') || absl::StrContains(hostaddrs, ',');
+  if (!several || attrs == "primary" || attrs == "read-write") return "";
+  return absl::StrCat("--postgres names several hosts (", RedactConnInfo(conninfo),
+                      ") without target_session_attrs=primary or read-write: libpq takes the first "
+                      "that answers, a standby too, where the slot cannot be streamed. Fix: add "
+                      "target_session_attrs=primary");
 }
 
 absl::StatusOr<PgConn> Connect(absl::string_view conninfo, ConnectionKind kind) {

@@ -44,6 +44,12 @@ absl::StatusOr<PgConn> Connect(absl::string_view conninfo, ConnectionKind kind);
 // Unix-domain sockets. A service file's keepalive settings are overridden.
 std::vector<std::pair<std::string, std::string>> NetworkDefaults(absl::string_view conninfo);
 
+// With several hosts in conninfo (host=a,b or postgresql://a,b/...), libpq
+// takes the first that accepts the connection, which may be a standby, unless
+// target_session_attrs (or PGTARGETSESSIONATTRS) is primary or read-write.
+// Returns the warning for that case, "" otherwise.
+std::string MultiHostWarning(absl::string_view conninfo);
+
 // Runs one statement (text parameters, NULL as nullopt) and returns its result.
 // Without parameters it uses the simple query protocol, so it also serves
 // replication commands (IDENTIFY_SYSTEM) and SQL on replication connections.

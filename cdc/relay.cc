@@ -229,16 +229,32 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   tracker_.AdvanceConfirmed(sink_->RecoveredPosition());
   stats_->postgres_connected.store(true);
   stats_->set_server_version(stream.server_version());
+  const std::optional<SlotFailoverState> failover = stream.failover_state();
+  if (failover) {
+    stats_->slot_failover.store(failover->failover);
+    stats_->standbys.store(static_cast<uint32_t>(failover->standbys));
+    stats_->standbys_synchronizing.store(static_cast<uint32_t>(failover->synchronizing));
+    stats_->failover_ready.store(failover->Ready());
+  }
   decoder_.Reset();
 
   LogInfo(absl::StrCat(logged_start_ ? "reconnected: " : "", "streaming slot ", options_.outbox.slot,
                        " (publication ", options_.outbox.publication, ", table ",
                        options_.outbox.table.QualifiedName(), ") from PostgreSQL ",
                        stream.server_version(), " (pgoutput protocol ", parser_.protocol_version(),
-                       ") at ", RedactConnInfo(options_.conninfo),
+                       ") at ", stream.server_name().empty() ? "" : absl::StrCat(stream.server_name(), " of "),
+                       RedactConnInfo(options_.conninfo),
                        ", starting after ", start.ToString(), ", confirmed ",
-                       tracker_.SafeLsn().ToString(), "; events go to ", options_.sink_description));
+                       tracker_.SafeLsn().ToString(),
+                       failover ? absl::StrCat(", slot failover ", failover->Describe()) : "",
+                       "; events go to ", options_.sink_description));
   logged_start_ = true;
+  if (failover) {
+    // Warned at start and whenever it changes (a failover, a standby set up or gone).
+    const std::string warning = failover->Warning(options_.outbox.slot);
+    if (!warning.empty() && warning != last_failover_warning_) LogWarning(warning);
+    last_failover_warning_ = warning;
+  }
 
   Lsn received = start;
   absl::Time next_status = absl::Now();

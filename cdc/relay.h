@@ -167,6 +167,8 @@ class Relay {
   uint64_t delivered_at_last_rewind_ = 0;
   absl::Time last_progress_log_ = absl::Now();
   bool logged_start_ = false;
+  // The failover warning last logged ("" none): logged again only when it changes.
+  std::string last_failover_warning_;
 };
 
 }  // namespace outboxd::cdc

@@ -75,6 +75,8 @@ absl::StatusOr<std::unique_ptr<ReplicationStream>> PgReplicationStream::Connect(
     return absl::UnavailableError(confirmed.status().message());
   }
   stream->slot_confirmed_ = *confirmed;
+  // For the status and the start-up warning; failing to read it stops nothing.
+  if (auto failover = ReadSlotFailoverState(c, options.slot); failover.ok()) stream->failover_ = *failover;
   return stream;
 }
 

@@ -31,6 +31,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -38,6 +39,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "cdc/pg_connection.h"
+#include "cdc/setup.h"
 #include "outboxd/lsn.h"
 
 namespace outboxd::cdc {
@@ -106,6 +108,12 @@ class ReplicationStream {
   // The server's system identifier (IDENTIFY_SYSTEM's systemid, decimal): the
   // same on a physical replica, different on another cluster or after initdb.
   virtual const std::string& system_identifier() const = 0;
+  // "host:port" of the server reached (with a multi-host conninfo, the one that
+  // answered); "" when unknown.
+  virtual std::string server_name() const { return ""; }
+  // The slot's failover state read when the session was opened; nullopt when
+  // unknown (not read, or reading it failed: that stops nothing).
+  virtual std::optional<SlotFailoverState> failover_state() const { return std::nullopt; }
 };
 
 class PgReplicationStream final : public ReplicationStream {
@@ -126,6 +134,8 @@ class PgReplicationStream final : public ReplicationStream {
   const std::string& server_version() const override { return server_version_; }
   int server_version_num() const override { return PQserverVersion(conn_.get()); }
   const std::string& system_identifier() const override { return system_identifier_; }
+  std::string server_name() const override { return ServerName(conn_.get()); }
+  std::optional<SlotFailoverState> failover_state() const override { return failover_; }
 
  private:
   PgReplicationStream(PgConn conn, StreamOptions options)
@@ -138,6 +148,7 @@ class PgReplicationStream final : public ReplicationStream {
   Lsn start_;
   std::string server_version_;
   std::string system_identifier_;
+  std::optional<SlotFailoverState> failover_;
 };
 
 }  // namespace outboxd::cdc

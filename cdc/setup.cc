@@ -1,6 +1,8 @@
 #include "cdc/setup.h"
 
 #include <array>
+#include <cstdlib>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -310,7 +312,11 @@ absl::StatusOr<Lsn> EnsureSlot(PGconn* conn, const OutboxConfig& config) {
   ASSIGN_OR_RETURN(auto slot, Query(conn, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", {config.slot},
                     "reading replication slots"));
   if (PQntuples(slot.get()) == 0) {
-    auto created = Query(conn, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+    // (slot_name, plugin, temporary, twophase, failover): failover is new in 17.
+    const bool failover = config.slot_failover && PQserverVersion(conn) >= 170000;
+    auto created = Query(conn,
+                         failover ? "SELECT pg_create_logical_replication_slot($1, 'pgoutput', false, false, true)"
+                                  : "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
                          {config.slot}, absl::StrCat("creating replication slot ", config.slot));
     // A second init may have created it at the same moment: then it exists
     // and the failure of our attempt does not matter.
@@ -341,6 +347,99 @@ absl::StatusOr<Lsn> CheckSlot(PGconn* conn, const OutboxConfig& config) {
         "database in --postgres, or choose another --slot"));
   }
   return SlotConfirmedLsn(conn, config.slot);
+}
+
+absl::Status SetSlotFailover(PGconn* replication_conn, absl::string_view slot, bool on) {
+  const std::string command = absl::StrCat("ALTER_REPLICATION_SLOT ", QuoteIdentifier(slot),
+                                           " ( FAILOVER ", on ? "true" : "false", " )");
+  auto altered = Query(replication_conn, command, {}, absl::StrCat("setting failover on replication slot ", slot));
+  if (!altered.ok()) {
+    return absl::Status(altered.status().code(), absl::StrCat(
+        altered.status().message(), ". Fix: stop the relay streaming slot \"", slot,
+        "\" and run 'outboxd init' again, or run ", command, " on a replication connection"));
+  }
+  return absl::OkStatus();
+}
+
+bool SlotFailoverState::Ready() const {
+  // A standby without a physical slot cannot synchronise slots (17 needs
+  // primary_slot_name), so a failover to it would lose the slot.
+  return Supported() && failover && synchronizing > 0 && standby_slots > 0 &&
+         standby_slots >= standbys && standby_slots_listed == standby_slots;
+}
+
+std::string SlotFailoverState::Describe() const {
+  if (!Supported()) {
+    return absl::StrCat("off (PostgreSQL ", server_version / 10000,
+                        " has no failover slots; 17+ has), ", standbys, " standby(s)");
+  }
+  return absl::StrCat(failover ? "on" : "off", ", ", standbys, " standby(s), ", synchronizing,
+                      " synchronising slots", Ready() ? "" : standbys > 0 ? " (would not survive a failover)" : "");
+}
+
+std::string SlotFailoverState::Warning(absl::string_view slot) const {
+  if (standbys == 0 || Ready()) return "";
+  const std::string head = absl::StrCat("replication slot \"", slot, "\" would not survive a failover to the ",
+                                        standbys, " standby(s) of this primary: ");
+  if (!Supported()) {
+    return absl::StrCat(head, "PostgreSQL ", server_version / 10000, " keeps logical slots on the primary only. "
+                        "After a failover outboxd stops with the slot-missing error; upgrade to 17 for "
+                        "failover slots, see README \"Failover\"");
+  }
+  std::vector<std::string> fixes;
+  if (!failover) {
+    fixes.push_back("the slot has failover = false: run 'outboxd init' again while no relay streams it "
+                    "(it sets failover = true; --slot_failover)");
+  }
+  if (synchronizing == 0) {
+    fixes.push_back("no standby synchronises slots: on the standby set sync_replication_slots = on, "
+                    "hot_standby_feedback = on, primary_slot_name, and a dbname in primary_conninfo, "
+                    "then reload it");
+  } else if (standby_slots < standbys) {
+    fixes.push_back("a standby streams without a physical slot: set primary_slot_name on it");
+  }
+  if (standby_slots_listed < standby_slots) {
+    fixes.push_back(absl::StrCat("on the primary set synchronized_standby_slots = '", unlisted_slots,
+                                 "' (the standbys' physical slots) and reload, so no change reaches "
+                                 "outboxd before the standby has it"));
+  }
+  return absl::StrCat(head, absl::StrJoin(fixes, "; "), ". See README \"Failover\"");
+}
+
+absl::StatusOr<SlotFailoverState> ReadSlotFailoverState(PGconn* conn, absl::string_view slot) {
+  SlotFailoverState state;
+  state.server_version = PQserverVersion(conn);
+  // Physical walsenders have no database; logical ones (outboxd's own) do.
+  constexpr absl::string_view kStandbys =
+      "(SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid "
+      "WHERE a.datid IS NULL)";
+  if (!state.Supported()) {
+    ASSIGN_OR_RETURN(auto row, Query(conn, absl::StrCat("SELECT ", kStandbys), {}, "counting standbys"));
+    state.standbys = std::atoi(Value(row.get(), 0, 0).value_or("0").c_str());
+    return state;
+  }
+  // A standby's slot-sync worker (17) connects as an ordinary session named
+  // "[cluster_name_]slotsync worker"; it runs only with sync_replication_slots,
+  // hot_standby_feedback, primary_slot_name and a dbname in primary_conninfo.
+  ASSIGN_OR_RETURN(auto row, Query(conn, absl::StrCat(
+      "SELECT coalesce((SELECT failover FROM pg_replication_slots WHERE slot_name = ", QuoteLiteral(slot), "), false), ",
+      kStandbys, ", "
+      "(SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%slotsync worker'), "
+      "(SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical' AND active), "
+      "(SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical' AND active AND slot_name = ANY "
+      "(string_to_array(replace(current_setting('synchronized_standby_slots'), ' ', ''), ','))), "
+      "(SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots WHERE slot_type = 'physical' "
+      "AND active AND slot_name <> ALL "
+      "(string_to_array(replace(current_setting('synchronized_standby_slots'), ' ', ''), ',')))"),
+      {}, "reading the slot's failover state"));
+  auto count = [&](int col) { return std::atoi(Value(row.get(), 0, col).value_or("0").c_str()); };
+  state.failover = Value(row.get(), 0, 0) == "t";
+  state.standbys = count(1);
+  state.synchronizing = count(2);
+  state.standby_slots = count(3);
+  state.standby_slots_listed = count(4);
+  state.unlisted_slots = Value(row.get(), 0, 5).value_or("");
+  return state;
 }
 
 }  // namespace outboxd::cdc

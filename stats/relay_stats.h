@@ -60,6 +60,12 @@ struct RelayStats {
   std::atomic<bool> postgres_connected{false};
   std::atomic<bool> kafka_reachable{true};
   std::atomic<bool> paused{false};
+  // The slot's failover state as read at the last session start (cdc/setup.h
+  // SlotFailoverState; PostgreSQL 17+ failover slots).
+  std::atomic<bool> slot_failover{false};
+  std::atomic<uint32_t> standbys{0};
+  std::atomic<uint32_t> standbys_synchronizing{0};
+  std::atomic<bool> failover_ready{false};
   const absl::Time started = absl::Now();
 
   std::string server_version() const {

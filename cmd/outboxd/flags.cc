@@ -29,6 +29,10 @@ ABSL_FLAG(std::string, brokers, "", "Kafka bootstrap servers, HOST:PORT[,HOST:PO
 ABSL_FLAG(std::string, table, "public.outbox_events", "outbox table, schema.name");
 ABSL_FLAG(std::string, publication, "outboxd", "publication to stream (created if missing)");
 ABSL_FLAG(std::string, slot, "outboxd", "logical replication slot (created if missing)");
+ABSL_FLAG(bool, slot_failover, true,
+          "init: create the slot with failover = true (and set it on an existing slot) so "
+          "standbys that synchronise slots keep it through a failover; PostgreSQL 17+ only, "
+          "older servers have no failover slots (init says so)");
 ABSL_FLAG(std::string, source, "table",
           "where events come from: 'table' (inserts into --table), 'messages' (transactional "
           "pg_logical_emit_message(true, --message_prefix, json); PostgreSQL 14+) or 'both'");
@@ -172,7 +176,7 @@ const std::vector<FlagGroup>& FlagGroups() {
   static const std::vector<FlagGroup> groups = {
       {"PostgreSQL", {"init", "run", "peek"}, {"postgres"}},
       {"Outbox", {"init", "run"},
-       {"table", "publication", "slot", "source", "message_prefix", "table_layout", "id_column",
+       {"table", "publication", "slot", "slot_failover", "source", "message_prefix", "table_layout", "id_column",
         "aggregate_type_column", "aggregate_id_column", "event_type_column", "payload_column",
         "headers_column", "topic_column"}},
       {"Kafka", {"run", "tail"}, {"brokers"}},

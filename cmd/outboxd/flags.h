@@ -31,6 +31,7 @@ ABSL_DECLARE_FLAG(std::string, brokers);
 ABSL_DECLARE_FLAG(std::string, table);
 ABSL_DECLARE_FLAG(std::string, publication);
 ABSL_DECLARE_FLAG(std::string, slot);
+ABSL_DECLARE_FLAG(bool, slot_failover);
 ABSL_DECLARE_FLAG(std::string, source);
 ABSL_DECLARE_FLAG(std::string, message_prefix);
 ABSL_DECLARE_FLAG(std::string, table_layout);

@@ -63,6 +63,7 @@ absl::StatusOr<outboxd::cdc::OutboxConfig> OutboxConfigFromFlags() {
   config.table = table;
   config.publication = absl::GetFlag(FLAGS_publication);
   config.slot = absl::GetFlag(FLAGS_slot);
+  config.slot_failover = absl::GetFlag(FLAGS_slot_failover);
   const std::string layout = absl::GetFlag(FLAGS_table_layout);
   if (layout != "outboxd" && layout != "debezium") {
     return absl::InvalidArgumentError(
@@ -137,12 +138,26 @@ absl::StatusOr<outboxd::Lsn> PrepareDatabase(const outboxd::cdc::OutboxConfig& c
   return outboxd::cdc::EnsureSlot(conn.get(), config);
 }
 
+// init on PostgreSQL 17+: the slot's failover setting made to match
+// --slot_failover (a slot made by an older outboxd, or by hand, gets it too).
+absl::StatusOr<outboxd::cdc::SlotFailoverState> SlotFailoverForInit(const outboxd::cdc::OutboxConfig& config) {
+  const std::string conninfo = absl::GetFlag(FLAGS_postgres);
+  ASSIGN_OR_RETURN(auto conn, outboxd::cdc::Connect(conninfo, outboxd::cdc::ConnectionKind::kSql));
+  ASSIGN_OR_RETURN(auto state, outboxd::cdc::ReadSlotFailoverState(conn.get(), config.slot));
+  if (!state.Supported() || state.failover == config.slot_failover) return state;
+  ASSIGN_OR_RETURN(auto replication, outboxd::cdc::Connect(conninfo, outboxd::cdc::ConnectionKind::kReplication));
+  RETURN_IF_ERROR(outboxd::cdc::SetSlotFailover(replication.get(), config.slot, config.slot_failover));
+  return outboxd::cdc::ReadSlotFailoverState(conn.get(), config.slot);
+}
+
 int Init(const std::vector<std::pair<std::string, std::string>>& kafka_properties) {
   if (absl::Status s = RequirePostgres(); !s.ok()) return Fail(s, kExitUsage);
   auto config = OutboxConfigFromFlags();
   if (!config.ok()) return Fail(config.status(), kExitUsage);
   auto confirmed = PrepareDatabase(*config, /*init=*/true);
   if (!confirmed.ok()) return Fail(confirmed.status());
+  auto failover = SlotFailoverForInit(*config);
+  if (!failover.ok()) return Fail(failover.status());
   // With --brokers, also the exactly-once checkpoint topic (compacted), so it
   // is never auto-created with the delete policy.
   if (const std::string brokers = absl::GetFlag(FLAGS_brokers); !brokers.empty()) {
@@ -158,7 +173,10 @@ int Init(const std::vector<std::pair<std::string, std::string>>& kafka_propertie
   std::cout << "ready: " << (config->source.table ? "table " + config->table.QualifiedName() : "messages only")
             << ", publication "
             << config->publication << ", slot " << config->slot << " (confirmed "
-            << confirmed->ToString() << ")" << std::endl;
+            << confirmed->ToString() << "; failover " << failover->Describe() << ")" << std::endl;
+  if (const std::string warning = failover->Warning(config->slot); !warning.empty()) {
+    outboxd::LogWarning(warning);
+  }
   return 0;
 }
 
@@ -244,6 +262,9 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     }
   }
 
+  if (const std::string warning = outboxd::cdc::MultiHostWarning(absl::GetFlag(FLAGS_postgres)); !warning.empty()) {
+    outboxd::LogWarning(warning);
+  }
   std::string database;
   auto confirmed = PrepareDatabase(*config, /*init=*/false, &database);
   if (!confirmed.ok()) return Fail(confirmed.status());

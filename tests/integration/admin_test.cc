@@ -166,6 +166,8 @@ TEST_F(AdminTest, StatusTokenPauseAndResume) {
   EXPECT_THAT(human->second, HasSubstr("events delivered:   3"));
   EXPECT_THAT(human->second, HasSubstr("slot:               outboxd"));
   EXPECT_THAT(human->second, HasSubstr("postgres:           connected"));
+  // PostgreSQL 15 and no standby: no failover slot, nothing to survive a failover with.
+  EXPECT_THAT(human->second, HasSubstr("slot failover:      off, 0 standby(s), 0 synchronising slots\n"));
   auto json = env_.RunOutboxd({"status", "--admin=" + admin_, "--admin_token_file=" + token_file_, "--json"});
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_EQ(json->first, 0) << json->second;
@@ -253,6 +255,10 @@ TEST_F(AdminTest, MetricsReadinessAndHealthFollowPostgres) {
   EXPECT_EQ(Sample(text, "outboxd_postgres_connected"), 1.0);
   EXPECT_EQ(Sample(text, "outboxd_kafka_reachable"), 1.0);
   EXPECT_EQ(Sample(text, "outboxd_paused"), 0.0);
+  EXPECT_EQ(Sample(text, "outboxd_slot_failover"), 0.0);
+  EXPECT_EQ(Sample(text, "outboxd_standbys"), 0.0);
+  EXPECT_EQ(Sample(text, "outboxd_standbys_synchronizing_slots"), 0.0);
+  EXPECT_EQ(Sample(text, "outboxd_failover_ready"), 0.0);
   EXPECT_TRUE(Sample(text, "outboxd_replication_lag_bytes").has_value());
   EXPECT_TRUE(Sample(text, "outboxd_confirmed_lsn").has_value());
   EXPECT_TRUE(Sample(text, "outboxd_events_in_flight").has_value());

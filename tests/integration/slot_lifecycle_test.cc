@@ -5,6 +5,11 @@
 // position are gone from the WAL: a fresh slot would start at the current position and skip them
 // without a word. So `run` exits 1 with a message that names the server and points to the README,
 // at start and on every reconnect, and the slot stays missing.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -17,6 +22,7 @@ namespace outboxd::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr int kExitFailure = 1;
 
@@ -68,6 +74,23 @@ class SlotLifecycleTest : public ::testing::Test {
   }
 
   std::string Server() { return absl::StrCat("127.0.0.1:", env_.pg().port()); }
+
+  // A loopback port nothing listens on: one the OS just handed out, closed again.
+  static int UnusedPort() {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    int port = -1;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port = ntohs(addr.sin_port);
+    }
+    close(fd);
+    return port;
+  }
 
   RelayEnv env_;
   std::unique_ptr<Subprocess> relay_;
@@ -167,6 +190,56 @@ TEST_F(SlotLifecycleTest, InitCreatesSlotAndKeepsAnExistingOne) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->first, 0) << again->second;
   EXPECT_EQ(env_.ConfirmedLsn(), before) << "a second init must not move or recreate the slot";
+}
+
+// PostgreSQL 15 has no failover slots: init and run say so in their start-up lines.
+TEST_F(SlotLifecycleTest, FailoverIsOffBeforeSeventeenAndSaidSo) {
+  ASSERT_OK(env_.Start());
+  auto again = env_.RunOutboxd({"init", "--postgres=" + env_.pg().ConnInfo()});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->first, 0) << again->second;
+  EXPECT_THAT(again->second,
+              HasSubstr("; failover off (PostgreSQL 15 has no failover slots; 17+ has), 0 standby(s))"));
+  auto relay = env_.StartRelay({"--admin_listen=", "--metrics_listen="});
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  relay_ = std::move(*relay);
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay_)) << relay_->Stderr();
+  EXPECT_THAT(relay_->Stderr(), HasSubstr(absl::StrCat("from PostgreSQL 15.")));
+  EXPECT_THAT(relay_->Stderr(), HasSubstr(absl::StrCat(" at ", Server(), " of user=postgres")));
+  EXPECT_THAT(relay_->Stderr(), HasSubstr(", slot failover off (PostgreSQL 15 has no failover slots"));
+  EXPECT_THAT(relay_->Stderr(), Not(HasSubstr("would not survive a failover"))) << "no standby, no warning";
+}
+
+// libpq's multi-host form, for the SQL and the replication connection alike: the first host is
+// down (a port nobody listens on), the relay connects to the second, and streams.
+TEST_F(SlotLifecycleTest, MultiHostConnInfoStreamsFromTheHostThatAnswers) {
+  ASSERT_OK(env_.Start());
+  const int dead_port = UnusedPort();
+  ASSERT_GT(dead_port, 0);
+  const std::string conninfo =
+      absl::StrCat("host=127.0.0.1,127.0.0.1 port=", dead_port, ",", env_.pg().port(),
+                   " user=postgres dbname=postgres target_session_attrs=read-write");
+  auto relay = env_.StartRelay({"--postgres=" + conninfo, "--admin_listen=", "--metrics_listen="});
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  relay_ = std::move(*relay);
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay_)) << relay_->Stderr();
+  EXPECT_THAT(relay_->Stderr(), HasSubstr(absl::StrCat(" at ", Server(), " of ")));
+  EXPECT_THAT(relay_->Stderr(), HasSubstr(absl::StrCat("host=127.0.0.1,127.0.0.1 port=", dead_port, ",",
+                                                       env_.pg().port())));
+  EXPECT_THAT(relay_->Stderr(), Not(HasSubstr("several hosts")));
+  ASSERT_OK(InsertEvents(1, 10));
+  EXPECT_EQ(env_.ReadAllCommitted("outbox.event.order", 10).size(), 10u);
+  ASSERT_EQ(relay_->Terminate(), 0) << relay_->Stderr();
+
+  // Without target_session_attrs libpq could pick a standby: run warns, and still runs.
+  const std::string any = absl::StrCat("host=127.0.0.1,127.0.0.1 port=", dead_port, ",", env_.pg().port(),
+                                       " user=postgres dbname=postgres");
+  relay = env_.StartRelay({"--postgres=" + any, "--admin_listen=", "--metrics_listen="});
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  relay_ = std::move(*relay);
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay_)) << relay_->Stderr();
+  EXPECT_THAT(relay_->Stderr(), HasSubstr("several hosts"));
+  EXPECT_THAT(relay_->Stderr(), HasSubstr("Fix: add target_session_attrs=primary"));
 }
 
 }  // namespace
