@@ -31,7 +31,7 @@
 //
 // Replication (for failover tests), both versions:
 //
-//   PgServerOptions primary_options{.version = 17, .extra_config = {"wal_level = logical"}};
+//   PgServerOptions primary_options{.extra_config = {"wal_keep_size = 64MB"}, .version = 17};
 //   auto primary = PgServer::Start(primary_options);
 //   auto standby = PgServer::StartStandby(**primary,
 //       {.extra_config = {"hot_standby_feedback = on", "sync_replication_slots = on"}},
