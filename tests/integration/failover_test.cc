@@ -220,5 +220,26 @@ TEST_F(FailoverTest, WithoutSlotSynchronisationTheRelayStopsAndCreatesNoSlot) {
             "0");
 }
 
+// init on 17: --slot_failover=false creates a slot without failover; a later init with the
+// default sets failover on the existing slot (ALTER_REPLICATION_SLOT), keeping its position.
+TEST_F(FailoverTest, InitSetsFailoverOnAnExistingSlot) {
+  ASSERT_OK(env_.Start(/*init=*/false, PgServerOptions{.version = 17}, /*brokers=*/1));
+  auto failover = [&] {
+    return env_.pg().QueryValue("SELECT failover FROM pg_replication_slots WHERE slot_name = 'outboxd'").value_or("?");
+  };
+  auto off = env_.RunOutboxd({"init", "--postgres=" + env_.pg().ConnInfo(), "--slot_failover=false"});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->first, 0) << off->second;
+  EXPECT_THAT(off->second, HasSubstr("; failover off, 0 standby(s), 0 synchronising slots)"));
+  EXPECT_EQ(failover(), "f");
+  const Lsn before = env_.ConfirmedLsn();
+  auto on = env_.RunOutboxd({"init", "--postgres=" + env_.pg().ConnInfo()});
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_EQ(on->first, 0) << on->second;
+  EXPECT_THAT(on->second, HasSubstr("; failover on, 0 standby(s), 0 synchronising slots)"));
+  EXPECT_EQ(failover(), "t");
+  EXPECT_EQ(env_.ConfirmedLsn(), before) << "the slot must be kept, not recreated";
+}
+
 }  // namespace
 }  // namespace outboxd::test
