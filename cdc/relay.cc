@@ -274,6 +274,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
     if (stop_.load()) return Shutdown(stream, received);
     sink_->Poll(0);
     if (StopsTheRelay(delivery_failure_)) return delivery_failure_;  // poison, dead letters fail: stop
+    if (absl::Status failed = sink_->Failure(); !failed.ok()) return failed;  // e.g. credentials refused
     if (!delivery_failure_.ok()) return SessionEnd::kRewind;
 
     bool blocked = false;

@@ -75,6 +75,7 @@ class RdKafkaSink final : public KafkaSink {
   }
   uint64_t DeadLettered() const override { return dead_lettered_; }
   bool Reachable() const override { return producer_->reachable(); }
+  absl::Status Failure() const override { return producer_->failure(); }
 
  private:
   RdKafkaSink(const SinkConfig& config, DeliveryCallback on_delivery)

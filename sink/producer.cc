@@ -3,7 +3,9 @@
 #include <array>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "outboxd/event_sink.h"
 #include "outboxd/log.h"
 #include "outboxd/status_macros.h"
 
@@ -33,6 +35,12 @@ absl::Status Producer::Init(const SinkConfig& config,
   if (rd_kafka_conf_get(conf.get(), "message.max.bytes", max_bytes.data(), &max_bytes_size) ==
       RD_KAFKA_CONF_OK) {
     message_max_bytes_ = std::strtoll(max_bytes.data(), nullptr, 10);
+  }
+  std::array<char, 128> mechanisms{};
+  size_t mechanisms_size = mechanisms.size();
+  if (rd_kafka_conf_get(conf.get(), "sasl.mechanisms", mechanisms.data(), &mechanisms_size) ==
+      RD_KAFKA_CONF_OK) {
+    scram_ = absl::StartsWith(mechanisms.data(), "SCRAM");
   }
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Producer::ReportCallback);
@@ -117,7 +125,8 @@ void Producer::OnReport(const rd_kafka_message_t& message) {
 
 void Producer::OnError(rd_kafka_t* rk, int err, const char* reason) {
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-    if (reachable_.exchange(false)) {
+    // After refused credentials they are "down" because of it: not an outage to ride out.
+    if (reachable_.exchange(false) && failure_.ok()) {
       LogWarning(absl::StrCat("all Kafka brokers are down (", reason,
                               "); events are kept and retried, nothing past them is confirmed"));
     }
@@ -132,6 +141,27 @@ void Producer::OnError(rd_kafka_t* rk, int err, const char* reason) {
     return;
   }
   const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+    // librdkafka retries it like a broken connection, forever; the same
+    // credentials will be refused every time, so this is the end.
+    if (failure_.ok()) {
+      failure_ = SinkError(
+          SinkFailure::kFatal,
+          absl::UnauthenticatedError(absl::StrCat(
+              "Kafka refused the credentials: ", reason,
+              ". Not retried: check --kafka_property=sasl.username=... and "
+              "--kafka_property=sasl.password=... (and sasl.mechanisms, security.protocol) "
+              "against the brokers' users",
+              // librdkafka #4895: Kafka 4.x refuses older librdkafkas' SCRAM proofs.
+              scram_ && rd_kafka_version() < 0x020601ff
+                  ? absl::StrCat(" (SCRAM with Kafka 4.x brokers needs librdkafka 2.6.1 or "
+                                 "later, this is ", rd_kafka_version_str(),
+                                 ": with it use sasl.mechanisms=PLAIN over SASL_SSL)")
+                  : "",
+              ". Stopping; nothing past the last acknowledged event is confirmed")));
+    }
+    return;
+  }
   // librdkafka already logged these connection failures through the log
   // callback (facility FAIL); a second line per failure is noise.
   const LogLevel level =

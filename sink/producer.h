@@ -75,6 +75,11 @@ class Producer {
   // False once librdkafka reported every broker down; true again after the
   // next successful delivery (and before the first failure).
   bool reachable() const { return reachable_.load(std::memory_order_relaxed); }
+  // OK, or (kept from the first time the error callback saw it) a
+  // SinkFailure::kFatal error for a failure no retry can fix: the brokers
+  // refused the credentials (RD_KAFKA_RESP_ERR__AUTHENTICATION). Names the
+  // broker and the properties to check; never a property's value.
+  const absl::Status& failure() const { return failure_; }
   int64_t message_max_bytes() const { return message_max_bytes_; }
   rd_kafka_t* get() const { return handle_.get(); }
 
@@ -89,9 +94,11 @@ class Producer {
 
   const ReportHandler on_report_;
   int64_t message_max_bytes_ = 0;
+  bool scram_ = false;  // sasl.mechanisms is SCRAM-*
   int in_flight_ = 0;
   rd_kafka_resp_err_t last_send_error_ = RD_KAFKA_RESP_ERR_NO_ERROR;
   std::atomic<bool> reachable_{true};
+  absl::Status failure_;
   WakeupPipe wakeup_;  // declared before handle_: the handle goes first
   // Last member: destroyed first, so no callback can reach a half-destroyed
   // producer and librdkafka no longer writes to the wake-up pipe.

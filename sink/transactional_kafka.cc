@@ -65,8 +65,12 @@ class RdKafkaTransactional final : public TransactionalKafka {
   }
 
   absl::Status InitTransactions() override {
-    return TxnStatus(ErrorPtr(rd_kafka_init_transactions(producer_->get(), kTransactionTimeoutMs)),
-                     "initialising Kafka transactions");
+    absl::Status st =
+        TxnStatus(ErrorPtr(rd_kafka_init_transactions(producer_->get(), kTransactionTimeoutMs)),
+                  "initialising Kafka transactions");
+    // Refused credentials time the call out; say why (the error callback ran inside it).
+    if (!st.ok() && !producer_->failure().ok()) return producer_->failure();
+    return st;
   }
 
   absl::StatusOr<std::optional<std::string>> ReadLastCommitted(absl::string_view topic,
@@ -108,6 +112,7 @@ class RdKafkaTransactional final : public TransactionalKafka {
   int wakeup_fd() const override { return producer_->fd(); }
   int64_t message_max_bytes() const override { return producer_->message_max_bytes(); }
   bool Reachable() const override { return producer_->reachable(); }
+  absl::Status Failure() const override { return producer_->failure(); }
 
  private:
   void OnReport(const rd_kafka_message_t& message) {

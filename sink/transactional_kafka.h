@@ -75,6 +75,8 @@ class TransactionalKafka {
   virtual int64_t message_max_bytes() const = 0;
   // False while every broker is down.
   virtual bool Reachable() const { return true; }
+  // EventSink::Failure(): OK, or a kFatal error no retry can fix.
+  virtual absl::Status Failure() const { return absl::OkStatus(); }
 };
 
 // The librdkafka implementation: the shared Producer core with

@@ -105,6 +105,7 @@ class TransactionalSink final : public EventSink {
   void StreamIdle() override;
   void Poll(int timeout_ms) override;
   int wakeup_fd() const override { return kafka_->wakeup_fd(); }
+  absl::Status Failure() const override { return kafka_->Failure(); }
   // Commits a batch that ends at a transaction boundary; aborts one that does
   // not (its events were never acknowledged and will be read again).
   absl::Status Flush(absl::Duration timeout) override;

@@ -121,6 +121,11 @@ class EventSink {
   // For status and metrics.
   virtual uint64_t DeadLettered() const { return 0; }  // events routed to the dead-letter topic
   virtual bool Reachable() const { return true; }       // false while every broker is down
+
+  // A failure of the sink as a whole, seen in Poll() and kept from then on:
+  // OK, or a SinkFailure::kFatal error the relay stops with (Kafka refused
+  // the credentials: retrying the same ones cannot help).
+  virtual absl::Status Failure() const { return absl::OkStatus(); }
 };
 
 }  // namespace outboxd
