@@ -6,29 +6,12 @@
 set -euo pipefail
 BIN=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../../scripts/lib/throwaway-pg.sh"
-T=$(mktemp -d /tmp/outboxd-tls.XXXXXX)
-P=$(mktemp -d /tmp/outboxd-tls-pg.XXXXXX)
-RELAY=""
-KM=""
-cleanup() {
-  [[ -n "$RELAY" ]] && kill -TERM "$RELAY" 2>/dev/null && wait "$RELAY" 2>/dev/null || true
-  [[ -n "$KM" ]] && kill "$KM" 2>/dev/null || true
-  pg_stop
-  rm -rf "$T" "$P"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$HERE/../../scripts/lib/throwaway-relay.sh"
+relay_env_start "$BIN" tls
 
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" 2>/dev/null
 printf 's3cret-token' > "$T/token"
-pg_start "$P" >/dev/null
-"$BIN/kafka-mock" --brokers=1 > "$T/km.out" 2>/dev/null &
-KM=$!
-for _ in $(seq 100); do [[ -s "$T/km.out" ]] && break; sleep 0.1; done
-BROKERS=$(head -1 "$T/km.out")
-"$BIN/outboxd" init --postgres="$PG_CONNINFO" >/dev/null
 "$BIN/outboxd" run --postgres="$PG_CONNINFO" --brokers="$BROKERS" --metrics_listen='' \
   --admin_listen=127.0.0.1:0 --admin_token_file="$T/token" \
   --admin_tls_cert="$T/cert.pem" --admin_tls_key="$T/key.pem" > "$T/run.log" 2>&1 &

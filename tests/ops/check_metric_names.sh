@@ -6,27 +6,8 @@ set -euo pipefail
 BIN=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT="$HERE/../.."
-source "$ROOT/scripts/lib/throwaway-pg.sh"
-T=$(mktemp -d /tmp/outboxd-ops.XXXXXX)
-P=$(mktemp -d /tmp/outboxd-ops-pg.XXXXXX)
-RELAY=""
-KM=""
-cleanup() {
-  [[ -n "$RELAY" ]] && kill -TERM "$RELAY" 2>/dev/null && wait "$RELAY" 2>/dev/null || true
-  [[ -n "$KM" ]] && kill "$KM" 2>/dev/null || true
-  pg_stop
-  rm -rf "$T" "$P"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-pg_start "$P" >/dev/null
-"$BIN/kafka-mock" --brokers=1 > "$T/km.out" 2>/dev/null &
-KM=$!
-for _ in $(seq 300); do [[ -s "$T/km.out" ]] && break; sleep 0.1; done
-BROKERS=$(head -1 "$T/km.out")
-[[ -n "$BROKERS" ]] || fail "kafka-mock printed no bootstrap list"
-"$BIN/outboxd" init --postgres="$PG_CONNINFO" >/dev/null
+source "$ROOT/scripts/lib/throwaway-relay.sh"
+relay_env_start "$BIN" ops
 "$BIN/outboxd" run --postgres="$PG_CONNINFO" --brokers="$BROKERS" --admin_listen='' \
   --metrics_listen=127.0.0.1:0 > "$T/run.log" 2>&1 &
 RELAY=$!
