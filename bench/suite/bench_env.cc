@@ -56,7 +56,8 @@ absl::Status RecreateSlots(Env& env, const std::vector<std::string>& slots) {
 }
 
 std::vector<std::string> OutboxdArgv(const Env& env, const std::string& publisher, int linger_ms) {
-  std::vector<std::string> argv = {test::BinaryPath("outboxd"),
+  const std::string binary = absl::GetFlag(FLAGS_outboxd_binary);
+  std::vector<std::string> argv = {binary.empty() ? test::BinaryPath("outboxd") : binary,
                                    "run",
                                    "--postgres=" + env.conninfo,
                                    "--brokers=" + env.brokers,

@@ -208,7 +208,11 @@ void WriteCompareReport(Env& env, const std::vector<std::string>& systems,
      << Fmt(load_max) << " / " << Fmt(LoadAverage1()) << " |\n";
   md << "| PostgreSQL | " << env.pg->QueryValue("SHOW server_version").value_or("?")
      << " (throwaway: fsync=off, wal_level=logical) |\n";
-  md << "| outboxd | " << absl::GetFlag(FLAGS_git_rev) << " |\n";
+  md << "| outboxd | " << absl::GetFlag(FLAGS_git_rev)
+     << (absl::GetFlag(FLAGS_outboxd_binary).empty()
+             ? ""
+             : absl::StrCat(" (relay binary: ", absl::GetFlag(FLAGS_outboxd_binary), ")"))
+     << " |\n";
   md << "| load | " << absl::GetFlag(FLAGS_writers) << " writers, INSERT ... SELECT of N events + "
      << "COMMIT per transaction, " << absl::GetFlag(FLAGS_warmup_s) << " s warm-up + "
      << absl::GetFlag(FLAGS_duration_s) << " s measured per run (Debezium: "

@@ -55,5 +55,8 @@ ABSL_FLAG(std::string, compare_rates, "1000,5000,10000,0",
           "--broker=kafka: offered events/s; 0 = as fast as the writers can (the highest rate "
           "each system sustains)");
 ABSL_FLAG(int, compare_poll_ms, 100, "--broker=kafka: bench-poller interval");
+ABSL_FLAG(std::string, outboxd_binary, "",
+          "the outboxd the runs start (`run` only; init is always the build's); empty: the "
+          "build's own. For before/after comparisons, e.g. a binary built from an older commit");
 ABSL_FLAG(double, jvm_warmup_s, 6,
           "extra unmeasured seconds of load before each Debezium run (JIT warm-up)");

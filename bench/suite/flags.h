@@ -39,5 +39,6 @@ ABSL_DECLARE_FLAG(int, drain_poll_ms);
 ABSL_DECLARE_FLAG(std::string, compare_rates);
 ABSL_DECLARE_FLAG(int, compare_poll_ms);
 ABSL_DECLARE_FLAG(double, jvm_warmup_s);
+ABSL_DECLARE_FLAG(std::string, outboxd_binary);
 
 #endif  // OUTBOXD_BENCH_SUITE_FLAGS_H_

@@ -19,7 +19,8 @@
 
 namespace outboxd::bench {
 
-// utime + stime of a process in seconds; nullopt when it is gone.
+// CPU time (user + system) of a process in seconds, to the ns where its live threads account
+// for it all (schedstat), else to the clock tick (stat); nullopt when it is gone.
 std::optional<double> CpuSeconds(pid_t pid);
 
 // The parent's pid; nullopt when the process is gone.

@@ -10,7 +10,8 @@
 // text to a file and confirms on its fsync interval, and outboxd drains faster than it, so it
 // was no limit. Exits 0 once it has received WAL up to --end_lsn (an XLogData starting at or
 // past it, or a keepalive whose server WAL end is past it: the walsender has nothing more
-// below that position), 1 on an error, 2 after --timeout_s.
+// below that position) and the walsender has taken its last acknowledgement (CopyDone answered:
+// the slot's confirmed_flush_lsn is then at least --end_lsn), 1 on an error, 2 after --timeout_s.
 //
 // One thread; libpq's non-blocking copy reads with a 100 ms wait so the deadline holds.
 
@@ -66,6 +67,42 @@ bool Ack(PGconn* conn, uint64_t lsn) {
   return PQputCopyData(conn, msg.data(), static_cast<int>(msg.size())) == 1 && PQflush(conn) == 0;
 }
 
+// Waits up to 100 ms for the connection's socket to become readable, then reads what arrived.
+bool WaitReadable(PGconn* conn) {
+  const int fd = PQsocket(conn);
+  fd_set fds;
+  FD_ZERO(&fds);
+  FD_SET(fd, &fds);
+  timeval tv{0, 100000};
+  if (select(fd + 1, &fds, nullptr, nullptr, &tv) < 0) return false;
+  return PQconsumeInput(conn) != 0;
+}
+
+// Sends CopyDone, discards what the walsender still sends until its CopyDone, and reads the
+// command's results: the walsender has then processed every acknowledgement sent before.
+bool EndStream(PGconn* conn, absl::Time deadline) {
+  if (PQputCopyEnd(conn, nullptr) != 1 || PQflush(conn) != 0) return false;
+  for (;;) {
+    char* raw = nullptr;
+    const int len = PQgetCopyData(conn, &raw, /*async=*/1);
+    pq::PgBuffer buf(raw);
+    if (len == -1) break;  // the server's CopyDone
+    if (len == -2 || absl::Now() > deadline) return false;
+    if (len == 0 && !WaitReadable(conn)) return false;
+  }
+  bool ok = true;
+  for (;;) {
+    while (PQisBusy(conn)) {
+      if (absl::Now() > deadline || !WaitReadable(conn)) return false;
+    }
+    pq::PgResult r(PQgetResult(conn));
+    if (r == nullptr) break;
+    const ExecStatusType st = PQresultStatus(r.get());
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) ok = false;
+  }
+  return ok;
+}
+
 int Run() {
   absl::StatusOr<Lsn> end = Lsn::Parse(absl::GetFlag(FLAGS_end_lsn));
   if (absl::GetFlag(FLAGS_slot).empty() || !end.ok()) {
@@ -108,13 +145,7 @@ int Run() {
         std::cerr << "bench-repl-reader: timed out at " << Lsn(received).ToString() << "\n";
         return 2;
       }
-      const int fd = PQsocket(conn.get());
-      fd_set fds;
-      FD_ZERO(&fds);
-      FD_SET(fd, &fds);
-      timeval tv{0, 100000};
-      if (select(fd + 1, &fds, nullptr, nullptr, &tv) < 0) break;
-      if (PQconsumeInput(conn.get()) == 0) break;
+      if (!WaitReadable(conn.get())) break;
       continue;
     }
     if (len < 0) break;  // -1: the stream ended; -2: an error
@@ -143,7 +174,12 @@ int Run() {
     std::cerr << "bench-repl-reader: stream ended early: " << PQerrorMessage(conn.get());
     return 1;
   }
-  Ack(conn.get(), received);
+  // The last acknowledgement, then CopyDone: the walsender handles its input in order, so once it
+  // has answered CopyDone (and ended the command) the slot's confirmed_flush_lsn is `received`.
+  if (!Ack(conn.get(), received) || !EndStream(conn.get(), absl::Now() + absl::Seconds(10))) {
+    std::cerr << "bench-repl-reader: could not end the stream: " << PQerrorMessage(conn.get());
+    return 1;
+  }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   std::cout << absl::StrFormat("bench-repl-reader: bytes=%d messages=%d commits=%d seconds=%.3f\n",
                                bytes, messages, commits, seconds)

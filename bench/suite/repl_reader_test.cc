@@ -17,21 +17,31 @@ using test::PgServer;
 using test::Subprocess;
 using ::testing::HasSubstr;
 
+// One PostgreSQL per test process (ctest runs each test alone; a plain run of the binary shares
+// it), each test its own slot.
 class ReplReaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  static void SetUpTestSuite() {
     auto pg = PgServer::Start();
     ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = std::move(*pg);
+    pg_ = pg->release();
     absl::Status s = pg_->Exec(
         "CREATE TABLE t (id bigserial PRIMARY KEY, v text); CREATE PUBLICATION outboxd FOR TABLE t;");
     ASSERT_TRUE(s.ok()) << s;
-    // A slot cannot be created in a transaction that has written.
-    s = pg_->Exec("SELECT pg_create_logical_replication_slot('r', 'pgoutput')");
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+
+  // A fresh pgoutput slot (a slot cannot be created in a transaction that has written).
+  static void CreateSlot(const std::string& slot) {
+    absl::Status s =
+        pg_->Exec(absl::StrCat("SELECT pg_create_logical_replication_slot('", slot, "', 'pgoutput')"));
     ASSERT_TRUE(s.ok()) << s;
   }
 
-  std::unique_ptr<Subprocess> Reader(const std::string& end_lsn, const std::string& slot = "r",
+  std::unique_ptr<Subprocess> Reader(const std::string& end_lsn, const std::string& slot,
                                      const std::string& timeout_s = "60") {
     auto p = Subprocess::Start({test::BinaryPath("bench-repl-reader"),
                                 "--postgres=" + pg_->ConnInfo(), "--slot=" + slot,
@@ -41,17 +51,20 @@ class ReplReaderTest : public ::testing::Test {
     return p.ok() ? std::move(*p) : nullptr;
   }
 
-  std::unique_ptr<PgServer> pg_;
+  static PgServer* pg_;
 };
 
+PgServer* ReplReaderTest::pg_ = nullptr;
+
 TEST_F(ReplReaderTest, ReadsEveryTransactionUpToTheEndAndConfirmsIt) {
+  CreateSlot("drain");
   ASSERT_TRUE(pg_->Exec("DO $$ BEGIN FOR i IN 1..500 LOOP "
                         "INSERT INTO t (v) SELECT 'x' FROM generate_series(1, 3); COMMIT; "
                         "END LOOP; END $$")
                   .ok());
   absl::StatusOr<std::string> end = pg_->QueryValue("SELECT pg_current_wal_lsn()");
   ASSERT_TRUE(end.ok()) << end.status();
-  auto reader = Reader(*end);
+  auto reader = Reader(*end, "drain");
   ASSERT_NE(reader, nullptr);
   absl::StatusOr<int> rc = reader->Wait(absl::Seconds(60));
   ASSERT_TRUE(rc.ok()) << rc.status();
@@ -59,15 +72,17 @@ TEST_F(ReplReaderTest, ReadsEveryTransactionUpToTheEndAndConfirmsIt) {
   // Begin, 3 inserts and a commit per transaction, plus one Relation message.
   EXPECT_THAT(reader->Stdout(), HasSubstr("messages=2501 commits=500 "));
   absl::StatusOr<std::string> confirmed = pg_->QueryValue(absl::StrCat(
-      "SELECT confirmed_flush_lsn >= '", *end, "' FROM pg_replication_slots WHERE slot_name = 'r'"));
+      "SELECT confirmed_flush_lsn >= '", *end, "' FROM pg_replication_slots WHERE slot_name = 'drain'"));
   ASSERT_TRUE(confirmed.ok()) << confirmed.status();
-  EXPECT_EQ(*confirmed, "t") << "the reader acknowledges everything it received";
+  // Checked at once, with no wait: the reader exits only after the walsender took its last ack.
+  EXPECT_EQ(*confirmed, "t") << "the reader acknowledges everything it received before it exits";
 }
 
 TEST_F(ReplReaderTest, WaitsForAnEndNotYetWrittenUntilItsTimeout) {
+  CreateSlot("later");
   absl::StatusOr<std::string> later = pg_->QueryValue("SELECT pg_current_wal_lsn() + 100000000");
   ASSERT_TRUE(later.ok()) << later.status();
-  auto reader = Reader(*later, "r", "2");
+  auto reader = Reader(*later, "later", "1");
   ASSERT_NE(reader, nullptr);
   absl::StatusOr<int> rc = reader->Wait(absl::Seconds(60));
   ASSERT_TRUE(rc.ok()) << rc.status();
