@@ -89,7 +89,12 @@ else
          --connect_classpath="$(cat "$connect_jars/classpath")")
 fi
 
+uptime_before=$(uptime)
 "$bin/outboxd-bench" "${args[@]}" ${extra[@]+"${extra[@]}"}
+uptime_after=$(uptime)
+# The machine's load around the run (its figures are only comparable at similar load).
+printf '\n## Machine load\n\n`uptime` before the run: `%s`  \nafter: `%s`\n' \
+  "$(sed 's/^ *//' <<<"$uptime_before")" "$(sed 's/^ *//' <<<"$uptime_after")" >>"$out/report.md"
 if command -v gnuplot >/dev/null; then
   for gp in "$out"/*.gp; do gnuplot "$gp"; done
 fi
