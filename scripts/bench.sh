@@ -104,9 +104,17 @@ if [[ $quick -eq 1 ]]; then
     sections=("## Latency" "## Drain" "## Memory" "## Targets")
   else
     sections=("## Settings" "## Latency" "## WAL held" "## Drain" "## Targets")
-    # Every system delivered in its latency run (a p50 figure, not "–") and drained.
-    for system in "outboxd (at-least-once)" "outboxd (exactly-once)" "Debezium (defaults)" \
-        "Debezium (tuned)" "polling" "Kafka floor"; do
+    # Every system measured (all, or those of an outboxd-bench --systems=... after --) delivered
+    # in its latency run (a p50 figure, not "–") and drained.
+    declare -A names=([cdc]="outboxd (at-least-once)" [cdc-eos]="outboxd (exactly-once)"
+                      [dbz-defaults]="Debezium (defaults)" [dbz-tuned]="Debezium (tuned)"
+                      [poll]="polling" [floor]="Kafka floor")
+    measured=(cdc cdc-eos dbz-defaults dbz-tuned poll floor)
+    for arg in ${extra[@]+"${extra[@]}"}; do
+      [[ $arg == --systems=* ]] && IFS=, read -ra measured <<<"${arg#--systems=}"
+    done
+    for key in "${measured[@]}"; do
+      system=${names[$key]:-$key}
       grep -E "^\| $(sed 's/[()]/\\&/g' <<<"$system")[^|]* \| 1000 \| [0-9]+ \| [0-9]" "$out/report.md" >/dev/null ||
         { echo "bench: no measured latency row for $system in $out/report.md" >&2; exit 1; }
     done

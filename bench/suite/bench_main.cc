@@ -1,29 +1,27 @@
-// outboxd-bench: CDC (outboxd) versus a polling publisher (bench-poller), end to end.
+// outboxd-bench: outboxd against Debezium, polling and the Kafka floor on a real Kafka
+// (--broker=kafka, the default: compare_suite), or against polling on kafka-mock (--broker=mock:
+// the earlier suite, MockSuite below).
 //
-//   $ build/bin/outboxd-bench --out=/tmp/b            # full suite, ~10 min on 2 cores
-//   $ build/bin/outboxd-bench --quick --out=/tmp/b    # CI smoke, ~1-2 min
-//   $ scripts/bench.sh [--quick]                      # the same, plus plot and report in
-//   bench/results
+//   $ scripts/bench.sh [--quick] [--mock] [-- outboxd-bench flags]   # starts the broker too
 //
-// Starts a throwaway PostgreSQL 15 and kafka-mock (the tests' harness), then:
+// Starts a throwaway PostgreSQL 15 (the tests' harness), then:
 //  1. latency runs: writers commit outbox events at a fixed offered rate, each payload carrying
-//     the writer's clock taken just before the INSERT+COMMIT round trip (autocommit: one
-//     statement is one transaction); a consumer assigned to the run's topic before the load
-//     starts computes consume time - that clock. Publisher = outboxd, or bench-poller at each
-//     poll interval. Per run: p50/p95/p99/p99.9/max, achieved throughput, publisher CPU per
-//     event, publisher peak and steady RSS, CPU of PostgreSQL's processes other than the load
-//     generator's own backends.
-//  2. drain: with no relay running, commit N events; stream the same WAL range with
-//     pg_recvlogical (pgoutput to /dev/null) and time it; then start outboxd and time until the
-//     consumer has all N. Reports both rates and the ratio.
-//  3. memory: one transaction of 1,000,000 events; start outboxd; peak RSS while it drains.
+//     the writer's clock taken just before the INSERT+COMMIT round trip; a consumer assigned to
+//     the run's topic before the load starts computes consume time - that clock. Per run:
+//     p50/p95/p99/p99.9/max, achieved throughput, publisher CPU per event, publisher peak and
+//     steady RSS, PostgreSQL's CPU other than the writers' backends, WAL held by the slot.
+//  2. drain: with no publisher running, commit N events; stream the same WAL range with
+//     bench-repl-reader (the source's limit); then start each publisher and time until the
+//     consumer has all N.
+//  3. memory (kafka-mock suite): one transaction of 1,000,000 events; outboxd's peak RSS.
 //
-// Writes OUT/runs.tsv, OUT/latency.dat (gnuplot), OUT/report.md. Progress goes to stderr.
+// Writes OUT/runs.tsv, OUT/*.dat and *.gp (gnuplot), OUT/report.md. Progress goes to stderr.
 //
 // Files: flags.{h,cc} (the flags), proc_stats (/proc readings), load_generator (writers),
-// latency_consumer (Kafka consumer), bench_env (PostgreSQL, kafka-mock, starting publishers),
-// latency_run, drain_run (drain and memory), report (Markdown, TSV, gnuplot); this file plans the
-// runs and picks the medians.
+// latency_consumer (Kafka consumer), bench_env (PostgreSQL, the broker, starting publishers),
+// compare_suite / compare_report (the real-Kafka suite and its report), debezium_connect,
+// kafka_floor, wal_sampler, latency_run, drain_run (drain and memory), report (the kafka-mock
+// suite's Markdown, TSV, gnuplot); this file sets up and plans the kafka-mock suite's runs.
 //
 // Threads: main orchestrates and samples /proc; one thread per writer (own libpq connection);
 // one consumer thread (own librdkafka consumer). Shared counters are atomics; latency samples
@@ -43,6 +41,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/commandlineflag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -272,18 +271,23 @@ absl::Status Main() {
     return absl::InvalidArgumentError("--broker is 'kafka' or 'mock'");
   }
   if (absl::GetFlag(FLAGS_quick)) {
-    // Keep explicit flags working: --quick only changes the sizes.
-    absl::SetFlag(&FLAGS_duration_s, real ? 2 : 3);
-    absl::SetFlag(&FLAGS_warmup_s, 1);
-    absl::SetFlag(&FLAGS_rates, real ? "1000" : "1000,5000");
-    absl::SetFlag(&FLAGS_tx_sizes, "1");
-    absl::SetFlag(&FLAGS_compare_rates, "1000");
-    absl::SetFlag(&FLAGS_jvm_warmup_s, 2);
-    absl::SetFlag(&FLAGS_poll_intervals_ms, "100");
-    absl::SetFlag(&FLAGS_drain_events, real ? 5000 : 20000);
-    absl::SetFlag(&FLAGS_memory_events, real ? 0 : 100000);
-    absl::SetFlag(&FLAGS_variants, false);
-    absl::SetFlag(&FLAGS_repeats, 1);
+    // --quick changes the sizes of the flags left at their defaults; one given a value of its
+    // own keeps it (e.g. --quick --drain_events=200000 for a bigger drain alone).
+    auto quick = [](auto& flag, const auto& value) {
+      const absl::CommandLineFlag& f = absl::GetFlagReflectionHandle(flag);
+      if (f.CurrentValue() == f.DefaultValue()) absl::SetFlag(&flag, value);
+    };
+    quick(FLAGS_duration_s, real ? 2.0 : 3.0);
+    quick(FLAGS_warmup_s, 1.0);
+    quick(FLAGS_rates, std::string(real ? "1000" : "1000,5000"));
+    quick(FLAGS_tx_sizes, std::string("1"));
+    quick(FLAGS_compare_rates, std::string("1000"));
+    quick(FLAGS_jvm_warmup_s, 2.0);
+    quick(FLAGS_poll_intervals_ms, std::string("100"));
+    quick(FLAGS_drain_events, int64_t{real ? 5000 : 20000});
+    quick(FLAGS_memory_events, int64_t{real ? 0 : 100000});
+    quick(FLAGS_variants, false);
+    quick(FLAGS_repeats, 1);
   }
   std::filesystem::create_directories(absl::GetFlag(FLAGS_out));
   const double load_before = LoadAverage1();
