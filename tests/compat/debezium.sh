@@ -245,7 +245,7 @@ PY
 kill -0 "$takeover_pid" 2>/dev/null || fail "outboxd on Debezium's slot exited: $(cat "$work/takeover.log")"
 wait_for 90 "every event in dbz.* after the takeover" all_there
 # It resumed where Debezium's slot was confirmed.
-grep -q "streaming slot debezium (publication dbz_publication.*confirmed $dbz_confirmed;" "$work/takeover.log" ||
+grep -q "streaming slot debezium (publication dbz_publication.*confirmed $dbz_confirmed[,;]" "$work/takeover.log" ||
   fail "outboxd did not say it resumed at Debezium's confirmed $dbz_confirmed: $(grep 'streaming slot' "$work/takeover.log")"
 grep -o "streaming slot debezium.*confirmed $dbz_confirmed" "$work/takeover.log" | sed 's/ from PostgreSQL.*, starting/, starting/'
 kill -TERM "$takeover_pid"
