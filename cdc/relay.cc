@@ -350,7 +350,10 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
     pollfd fds[3] = {{sink_->wakeup_fd(), POLLIN, 0},
                      {stop_pipe_[0], POLLIN, 0},
                      {stream.socket(), static_cast<short>(blocked ? 0 : POLLIN), 0}};
-    const int timeout = more_buffered ? 0 : ToPollTimeout(std::min(next_status - now, absl::Milliseconds(100)));
+    const int timeout =
+        more_buffered ? 0
+                      : ToPollTimeout(std::min({next_status - now, absl::Milliseconds(100),
+                                                 std::max(sink_->WorkDueIn(), absl::Milliseconds(1))}));
     if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
       return absl::InternalError(absl::StrCat("poll failed: ", strerror(errno)));
     }

@@ -109,11 +109,17 @@ absl::Status TransactionalSink::Produce(const v1::OutboxEvent& event,
     return absl::OkStatus();
   }
   // Poll() takes the commit or abort on; the relay offers this event again.
-  if (Finishing()) return absl::ResourceExhaustedError("a Kafka transaction is being completed");
+  if (Finishing()) {
+    backlogged_ = true;
+    return absl::ResourceExhaustedError("a Kafka transaction is being completed");
+  }
   if (phase_ == Phase::kNone) {
     RETURN_IF_ERROR(kafka_->BeginTransaction());
     phase_ = Phase::kOpen;
     opened_at_ = clock_();
+    batch_waits_for_ = backlogged_ ? std::min(last_commit_took_, config_.max_batch_age)
+                                   : absl::ZeroDuration();
+    backlogged_ = false;
   }
   bool dead_lettered = false;
   absl::Status sent = SendEvent(event, topic_override, config_.sink, kafka_->message_max_bytes(),
@@ -144,9 +150,18 @@ void TransactionalSink::EndOfTransaction(Lsn end_lsn) {
 }
 
 void TransactionalSink::StreamIdle() {
-  if (!AtBoundary()) return;
+  if (!AtBoundary() || clock_() - opened_at_ < batch_waits_for_) return;
   StartCommit();
   Advance(kStepSlice);
+}
+
+absl::Duration TransactionalSink::WorkDueIn() const {
+  if (!AtBoundary()) return absl::InfiniteDuration();  // nothing to commit, or already at it
+  // When an idle moment may commit it, if it must wait for that (an idle
+  // moment commits any other batch at once); else when it is max_batch_age old.
+  const absl::Duration due =
+      batch_waits_for_ > absl::ZeroDuration() ? batch_waits_for_ : config_.max_batch_age;
+  return std::max(absl::ZeroDuration(), due - (clock_() - opened_at_));
 }
 
 void TransactionalSink::StreamLost() {
@@ -199,6 +214,7 @@ void TransactionalSink::StartCommit() {
   checkpoint_.key = config_.slot;
   checkpoint_.value = checkpoint.SerializeAsString();
   phase_ = Phase::kAwaitEvents;
+  commit_started_ = clock_();
 }
 
 void TransactionalSink::StartAbort(absl::Status why) {
@@ -260,6 +276,7 @@ void TransactionalSink::Advance(absl::Duration slice) {
 
 void TransactionalSink::Committed() {
   phase_ = Phase::kNone;
+  last_commit_took_ = clock_() - commit_started_;
   ++transactions_committed_;
   ReportBatch(absl::OkStatus());
 }

@@ -27,7 +27,12 @@
 // Commit policy: at a PostgreSQL transaction boundary, when the batch holds
 // max_batch_events events, when the stream has nothing more buffered
 // (StreamIdle: low latency under light load), or when the batch is
-// max_batch_age old (bounded latency under heavy load).
+// max_batch_age old (bounded latency under heavy load). Under a backlog the
+// stream runs dry after every read (the socket holds only what arrived during
+// the last commit), so an idle moment is not taken as one when events had to
+// wait for the last commit: that batch is committed at an idle moment once it
+// is as old as the last commit took (at most max_batch_age), so that batches
+// grow with the backlog instead of staying one socket buffer long.
 //
 // Never blocking: a commit or an abort is a sequence of bounded steps (wait
 // for the events' delivery reports, queue the checkpoint, wait for its
@@ -103,6 +108,7 @@ class TransactionalSink final : public EventSink {
                        Ticket ticket) override;
   void EndOfTransaction(Lsn end_lsn) override;
   void StreamIdle() override;
+  absl::Duration WorkDueIn() const override;
   void Poll(int timeout_ms) override;
   int wakeup_fd() const override { return kafka_->wakeup_fd(); }
   absl::Status Failure() const override { return kafka_->Failure(); }
@@ -176,6 +182,13 @@ class TransactionalSink final : public EventSink {
   Record checkpoint_;                   // the checkpoint record of the batch being committed
   bool inside_pg_transaction_ = false;  // events sent since the last EndOfTransaction
   absl::Time opened_at_;
+  // Batching under a backlog: an event refused while a commit was under way
+  // (backlogged_) makes the next batch wait, at an idle moment, until it is
+  // as old as that commit took (batch_waits_for), capped by max_batch_age.
+  absl::Time commit_started_;
+  absl::Duration last_commit_took_ = absl::ZeroDuration();
+  bool backlogged_ = false;
+  absl::Duration batch_waits_for_ = absl::ZeroDuration();
   Lsn batch_end_;
   uint64_t batch_events_ = 0;
   // Tickets of the batch, run-length encoded: a PostgreSQL transaction's

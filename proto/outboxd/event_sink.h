@@ -117,6 +117,10 @@ class EventSink {
   // A position the sink itself knows to be delivered (its own checkpoint),
   // read when it was created; replication resumes after it. 0/0 if none.
   virtual Lsn RecoveredPosition() const { return Lsn(); }
+  // How soon the sink has work of its own to do in Poll() or StreamIdle()
+  // even if nothing else happens (exactly-once: a batch to commit at its age
+  // limit); the relay's loop wakes by then. InfiniteDuration: none.
+  virtual absl::Duration WorkDueIn() const { return absl::InfiniteDuration(); }
 
   // For status and metrics.
   virtual uint64_t DeadLettered() const { return 0; }  // events routed to the dead-letter topic

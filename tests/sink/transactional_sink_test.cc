@@ -441,6 +441,70 @@ TEST(TransactionalSinkTest, CommitDuringAnOutageProgressesInPollsAndHoldsNewEven
   EXPECT_TRUE(sink->Produce(MakeEvent(2, Lsn(200)), "", 2).ok());
 }
 
+// Under a backlog the stream runs dry after every read (the socket holds only
+// what arrived while the relay waited for the last commit): committing at each
+// of those pauses makes batches as small as a socket buffer and caps
+// throughput at buffer / commit latency. Events that had to wait for a commit
+// make the next batch wait, at an idle moment, until it is as old as that
+// commit took (at most max_batch_age); with no backlog an idle stream commits
+// at once.
+TEST(TransactionalSinkTest, EventsThatWaitedForACommitGrowTheNextBatch) {
+  KafkaModel model;
+  Acks acks;
+  absl::Time now = absl::UnixEpoch();
+  auto sink = MakeSink(model, acks, Config(), [&] { return now; });
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(sink->WorkDueIn(), absl::InfiniteDuration()) << "nothing open";
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  sink->EndOfTransaction(Lsn(150));
+  model.stalled_steps = 2;
+  sink->StreamIdle();  // the commit starts and takes 40 ms
+  now += absl::Milliseconds(40);
+  EXPECT_TRUE(absl::IsResourceExhausted(sink->Produce(MakeEvent(2, Lsn(200)), "", 2)));
+  for (int i = 0; i < 10 && sink->transactions_committed() < 1; ++i) sink->Poll(0);
+  ASSERT_EQ(sink->transactions_committed(), 1u);
+
+  // The event that waited opens a batch that an idle moment does not commit yet.
+  ASSERT_TRUE(sink->Produce(MakeEvent(2, Lsn(200)), "", 2).ok());
+  sink->EndOfTransaction(Lsn(250));
+  sink->StreamIdle();
+  EXPECT_EQ(sink->transactions_committed(), 1u) << "backlogged: the batch may grow";
+  EXPECT_EQ(sink->WorkDueIn(), absl::Milliseconds(40));
+  now += absl::Milliseconds(25);
+  ASSERT_TRUE(sink->Produce(MakeEvent(3, Lsn(300)), "", 3).ok());
+  sink->EndOfTransaction(Lsn(350));
+  sink->StreamIdle();
+  EXPECT_EQ(sink->transactions_committed(), 1u);
+  EXPECT_EQ(sink->WorkDueIn(), absl::Milliseconds(15));
+  now += absl::Milliseconds(15);
+  sink->StreamIdle();
+  EXPECT_EQ(sink->transactions_committed(), 2u) << "as old as the last commit took";
+  EXPECT_EQ(CheckpointIn(model), Lsn(350));
+
+  // Nothing waited for that commit: the next idle moment commits at once.
+  ASSERT_TRUE(sink->Produce(MakeEvent(4, Lsn(400)), "", 4).ok());
+  sink->EndOfTransaction(Lsn(450));
+  sink->StreamIdle();
+  EXPECT_EQ(sink->transactions_committed(), 3u);
+  EXPECT_EQ(acks.ok(), 4u);
+}
+
+// The age limit, too, is work the relay's loop must wake for.
+TEST(TransactionalSinkTest, WorkDueInNamesTheBatchAgeLimit) {
+  KafkaModel model;
+  Acks acks;
+  absl::Time now = absl::UnixEpoch();
+  auto sink = MakeSink(model, acks, Config(), [&] { return now; });
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(sink->Produce(MakeEvent(1, Lsn(100)), "", 1).ok());
+  EXPECT_EQ(sink->WorkDueIn(), absl::InfiniteDuration()) << "inside a PostgreSQL transaction";
+  sink->EndOfTransaction(Lsn(150));
+  now += absl::Milliseconds(30);
+  EXPECT_EQ(sink->WorkDueIn(), absl::Milliseconds(70));
+  now += absl::Milliseconds(80);
+  EXPECT_EQ(sink->WorkDueIn(), absl::ZeroDuration());
+}
+
 TEST(TransactionalSinkTest, FlushGivesUpAtItsDeadlineWhileKafkaIsAway) {
   KafkaModel model;
   Acks acks;
