@@ -36,12 +36,7 @@ absl::Status Producer::Init(const SinkConfig& config,
       RD_KAFKA_CONF_OK) {
     message_max_bytes_ = std::strtoll(max_bytes.data(), nullptr, 10);
   }
-  std::array<char, 128> mechanisms{};
-  size_t mechanisms_size = mechanisms.size();
-  if (rd_kafka_conf_get(conf.get(), "sasl.mechanisms", mechanisms.data(), &mechanisms_size) ==
-      RD_KAFKA_CONF_OK) {
-    scram_ = absl::StartsWith(mechanisms.data(), "SCRAM");
-  }
+  scram_ = UsesScram(conf.get());
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Producer::ReportCallback);
   rd_kafka_conf_set_error_cb(conf.get(), &Producer::ErrorCallback);
@@ -144,22 +139,7 @@ void Producer::OnError(rd_kafka_t* rk, int err, const char* reason) {
   if (code == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
     // librdkafka retries it like a broken connection, forever; the same
     // credentials will be refused every time, so this is the end.
-    if (failure_.ok()) {
-      failure_ = SinkError(
-          SinkFailure::kFatal,
-          absl::UnauthenticatedError(absl::StrCat(
-              "Kafka refused the credentials: ", reason,
-              ". Not retried: check --kafka_property=sasl.username=... and "
-              "--kafka_property=sasl.password=... (and sasl.mechanisms, security.protocol) "
-              "against the brokers' users",
-              // librdkafka #4895: Kafka 4.x refuses older librdkafkas' SCRAM proofs.
-              scram_ && rd_kafka_version() < 0x020601ff
-                  ? absl::StrCat(" (SCRAM with Kafka 4.x brokers needs librdkafka 2.6.1 or "
-                                 "later, this is ", rd_kafka_version_str(),
-                                 ": with it use sasl.mechanisms=PLAIN over SASL_SSL)")
-                  : "",
-              ". Stopping; nothing past the last acknowledged event is confirmed")));
-    }
+    if (failure_.ok()) failure_ = CredentialsRefused(reason, scram_);
     return;
   }
   // librdkafka already logged these connection failures through the log

@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "outboxd/event_sink.h"
 #include "outboxd/log.h"
 
 namespace outboxd::sink {
@@ -111,6 +113,30 @@ void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const c
   } else if (level == 4) {
     LogWarning(absl::StrCat("kafka: ", facility, ": ", buf));
   }
+}
+
+absl::Status CredentialsRefused(absl::string_view reason, bool scram) {
+  return SinkError(
+      SinkFailure::kFatal,
+      absl::UnauthenticatedError(absl::StrCat(
+          "Kafka refused the credentials: ", reason,
+          ". Not retried: check --kafka_property=sasl.username=... and "
+          "--kafka_property=sasl.password=... (and sasl.mechanisms, security.protocol) "
+          "against the brokers' users",
+          // librdkafka #4895: Kafka 4.x refuses older librdkafkas' SCRAM proofs.
+          scram && rd_kafka_version() < 0x020601ff
+              ? absl::StrCat(" (SCRAM with Kafka 4.x brokers needs librdkafka 2.6.1 or "
+                             "later, this is ", rd_kafka_version_str(),
+                             ": with it use sasl.mechanisms=PLAIN over SASL_SSL)")
+              : "",
+          ". Stopping; nothing past the last acknowledged event is confirmed")));
+}
+
+bool UsesScram(const rd_kafka_conf_t* conf) {
+  std::array<char, 128> mechanisms{};
+  size_t size = mechanisms.size();
+  return rd_kafka_conf_get(conf, "sasl.mechanisms", mechanisms.data(), &size) == RD_KAFKA_CONF_OK &&
+         absl::StartsWith(mechanisms.data(), "SCRAM");
 }
 
 }  // namespace outboxd::sink

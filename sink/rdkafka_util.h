@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "sink/sink_config.h"
 
 namespace outboxd::sink {
@@ -130,6 +131,15 @@ bool IsPermanentRecordError(rd_kafka_resp_err_t err);
 // A log callback (rd_kafka_conf_set_log_cb) that passes librdkafka's warnings
 // and errors to outboxd's log, prefixed "kafka: ". Runs on librdkafka's threads.
 void LogToOutboxd(const rd_kafka_t* rk, int level, const char* facility, const char* buf);
+
+// The error that ends the relay when Kafka refuses its credentials (librdkafka
+// reports _AUTHENTICATION and would retry it forever): a SinkFailure::kFatal
+// Unauthenticated status whose message says what to check. `scram`: the
+// client uses a SCRAM mechanism (sasl.mechanisms), which needs a newer
+// librdkafka with Kafka 4.x brokers.
+absl::Status CredentialsRefused(absl::string_view reason, bool scram);
+// Whether `conf` names a SCRAM-* sasl.mechanisms.
+bool UsesScram(const rd_kafka_conf_t* conf);
 
 }  // namespace outboxd::sink
 
