@@ -221,8 +221,27 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
   RETURN_IF_ERROR(stream.StartReplication(start, parser_.protocol_version()));
   if (options_.sink_per_session) {
     // Only now that this relay holds the slot: fence, read the checkpoint
-    // (and check it was written for this server's system).
-    RETURN_IF_ERROR(MakeSink({.system_identifier = stream.system_identifier()}));
+    // (and check it was written for this server's system). That waits for
+    // Kafka, in short steps: between two, PostgreSQL hears from us (no
+    // wal_sender_timeout) and a stop is honoured.
+    absl::Status answering;
+    absl::Time next_status = absl::Now() + options_.status_interval;
+    auto keep_waiting = [&] {
+      if (stop_.load() || !answering.ok()) return false;
+      if (absl::Now() >= next_status) {
+        answering = stream.SendStatus(start, tracker_.SafeLsn(), false);
+        next_status = absl::Now() + options_.status_interval;
+      }
+      return answering.ok();
+    };
+    absl::Status made = MakeSink({.system_identifier = stream.system_identifier(),
+                                  .keep_waiting = keep_waiting});
+    if (absl::IsCancelled(made) && stop_.load()) return SessionEnd::kStopped;
+    if (!answering.ok()) {  // reconnect
+      return absl::UnavailableError(absl::StrCat(
+          "the replication connection broke while waiting for Kafka: ", answering.message()));
+    }
+    RETURN_IF_ERROR(made);
   }
   // An exactly-once sink knows from its checkpoint what Kafka already has;
   // what the server sends below it, the sink acknowledges without sending.

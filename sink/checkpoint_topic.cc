@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
+#include "outboxd/status_macros.h"
 #include "sink/rdkafka_util.h"
 
 namespace outboxd::sink {
@@ -49,14 +51,33 @@ struct PartitionListDeleter {
 };
 using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter>;
 
+// The longest one blocking librdkafka call of a read waits.
+constexpr absl::Duration kSlice = absl::Milliseconds(100);
+
 int Ms(absl::Duration d) {
   return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 1, 600000));
 }
 
+// What a short-lived client's error callback saw: refused credentials end
+// the call at once (librdkafka would retry them until the call's deadline).
+struct ClientErrors {
+  std::string refused;  // librdkafka's reason for _AUTHENTICATION; empty: none
+  bool scram = false;
+  absl::Status Check() const { return refused.empty() ? absl::OkStatus() : CredentialsRefused(refused, scram); }
+};
+
+void OnClientError(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  auto* errors = static_cast<ClientErrors*>(opaque);
+  if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION && errors->refused.empty()) errors->refused = reason;
+}
+
 // A client with the user's properties (security settings apply here too;
-// ones that do not fit this kind of client are skipped).
+// ones that do not fit this kind of client are skipped). Its error callback
+// (served by rd_kafka_poll, or rd_kafka_consumer_poll once the consumer
+// queue is redirected) records into *errors, which must outlive it.
 absl::StatusOr<rd_kafka_t*> NewClient(rd_kafka_type_t type, const SinkConfig& config,
-                                      const std::vector<std::pair<std::string, std::string>>& own) {
+                                      const std::vector<std::pair<std::string, std::string>>& own,
+                                      ClientErrors* errors) {
   ConfPtr conf(rd_kafka_conf_new());
   std::array<char, 512> errstr{};
   for (const auto& [name, value] : own) {
@@ -69,6 +90,9 @@ absl::StatusOr<rd_kafka_t*> NewClient(rd_kafka_type_t type, const SinkConfig& co
     rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr.data(), errstr.size());
   }
   rd_kafka_conf_set_log_cb(conf.get(), &LogToOutboxd);
+  errors->scram = UsesScram(conf.get());
+  rd_kafka_conf_set_opaque(conf.get(), errors);
+  rd_kafka_conf_set_error_cb(conf.get(), &OnClientError);
   rd_kafka_t* rk = rd_kafka_new(type, conf.get(), errstr.data(), errstr.size());
   if (rk == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot create a Kafka client: ", errstr.data()));
@@ -77,15 +101,37 @@ absl::StatusOr<rd_kafka_t*> NewClient(rd_kafka_type_t type, const SinkConfig& co
   return rk;
 }
 
+// Between two slices of a wait: refused credentials end it, and so does the
+// caller (keep_waiting false: Cancelled).
+absl::Status BetweenSlices(rd_kafka_t* rk, bool consumer, const ClientErrors& errors,
+                           const std::function<bool()>& keep_waiting) {
+  if (consumer) {
+    std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk, 0));
+  } else {
+    rd_kafka_poll(rk, 0);
+  }
+  RETURN_IF_ERROR(errors.Check());
+  if (keep_waiting && !keep_waiting()) return absl::CancelledError("stopped while reading Kafka");
+  return absl::OkStatus();
+}
+
 // Metadata of every topic, not of `topic` by name: naming it would make a
 // broker with auto.create.topics.enable create it, with the wrong settings.
-absl::StatusOr<MetadataPtr> AllTopics(rd_kafka_t* rk, absl::Duration timeout) {
-  const rd_kafka_metadata_t* metadata = nullptr;
-  if (rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, nullptr, &metadata, Ms(timeout));
-      e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::UnavailableError(absl::StrCat("cannot read Kafka metadata: ", rd_kafka_err2str(e)));
+// Asked in slices of kSlice, so refused credentials and the caller are heard.
+absl::StatusOr<MetadataPtr> AllTopics(rd_kafka_t* rk, bool consumer, absl::Duration timeout,
+                                      const ClientErrors& errors,
+                                      const std::function<bool()>& keep_waiting) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const rd_kafka_metadata_t* metadata = nullptr;
+    const rd_kafka_resp_err_t e = rd_kafka_metadata(
+        rk, 1, nullptr, &metadata, Ms(std::min(kSlice, deadline - absl::Now())));
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return MetadataPtr(metadata);
+    RETURN_IF_ERROR(BetweenSlices(rk, consumer, errors, keep_waiting));
+    if (e != RD_KAFKA_RESP_ERR__TIMED_OUT || absl::Now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("cannot read Kafka metadata: ", rd_kafka_err2str(e)));
+    }
   }
-  return MetadataPtr(metadata);
 }
 
 const rd_kafka_metadata_topic_t* FindTopic(const rd_kafka_metadata_t& metadata,
@@ -224,11 +270,12 @@ absl::Status CheckCompacted(rd_kafka_t* rk, absl::string_view topic, int32_t bro
 }  // namespace
 
 absl::Status EnsureCheckpointTopic(const SinkConfig& config, absl::string_view topic,
-                                   absl::Duration timeout) {
-  auto client = NewClient(RD_KAFKA_PRODUCER, config, {{"bootstrap.servers", config.brokers}});
+                                   absl::Duration timeout, const std::function<bool()>& keep_waiting) {
+  ClientErrors errors;
+  auto client = NewClient(RD_KAFKA_PRODUCER, config, {{"bootstrap.servers", config.brokers}}, &errors);
   if (!client.ok()) return client.status();
   std::unique_ptr<rd_kafka_t, HandleDeleter> rk(*client);
-  auto metadata = AllTopics(rk.get(), timeout);
+  auto metadata = AllTopics(rk.get(), /*consumer=*/false, timeout, errors, keep_waiting);
   if (!metadata.ok()) return metadata.status();
   if ((*metadata)->broker_cnt < 1) return absl::UnavailableError("Kafka listed no brokers");
   const int32_t broker = (*metadata)->brokers[0].id;
@@ -241,8 +288,10 @@ absl::Status EnsureCheckpointTopic(const SinkConfig& config, absl::string_view t
 absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkConfig& config,
                                                                    absl::string_view topic,
                                                                    absl::string_view key,
-                                                                   absl::Duration timeout) {
+                                                                   absl::Duration timeout,
+                                                                   const std::function<bool()>& keep_waiting) {
   const absl::Time deadline = absl::Now() + timeout;
+  ClientErrors errors;
   auto client = NewClient(RD_KAFKA_CONSUMER, config,
                           {{"bootstrap.servers", config.brokers},
                            // assign() needs a group id; nothing joins or commits with it.
@@ -253,13 +302,15 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
                            {"auto.offset.reset", "earliest"},
                            // The end of a window is found by an empty fetch; a
                            // broker holds one for up to this long.
-                           {"fetch.wait.max.ms", "10"}});
+                           {"fetch.wait.max.ms", "10"}},
+                          &errors);
   if (!client.ok()) return client.status();
   std::unique_ptr<rd_kafka_t, ConsumerDeleter> consumer(*client);
   rd_kafka_t* rk = consumer.get();
   rd_kafka_poll_set_consumer(rk);
-  auto metadata = AllTopics(rk, absl::Seconds(10));
+  auto metadata = AllTopics(rk, /*consumer=*/true, std::min(timeout, absl::Seconds(10)), errors, keep_waiting);
   if (!metadata.ok()) {
+    if (!absl::IsUnavailable(metadata.status())) return metadata.status();
     return absl::UnavailableError(absl::StrCat("reading the checkpoint: ", metadata.status().message()));
   }
   const rd_kafka_metadata_topic_t* found = FindTopic(**metadata, topic);
@@ -279,11 +330,15 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
   int64_t records_read = 0, records_held = 0;
   for (int32_t partition : partitions) {
     int64_t low = 0, high = 0;
-    if (rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, name.c_str(), partition, &low,
-                                                                 &high, Ms(deadline - absl::Now()));
-        e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      return absl::UnavailableError(absl::StrCat("cannot read the offsets of ", topic, ": ",
-                                                 rd_kafka_err2str(e)));
+    while (true) {
+      const rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+          rk, name.c_str(), partition, &low, &high, Ms(std::min(kSlice, deadline - absl::Now())));
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      RETURN_IF_ERROR(BetweenSlices(rk, /*consumer=*/true, errors, keep_waiting));
+      if (e != RD_KAFKA_RESP_ERR__TIMED_OUT || absl::Now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat("cannot read the offsets of ", topic, ": ",
+                                                   rd_kafka_err2str(e)));
+      }
     }
     records_held += high - low;
     int64_t end = high;
@@ -304,7 +359,10 @@ absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(const SinkCon
               "reading the checkpoint from ", topic, " took over ", absl::FormatDuration(timeout),
               "; is a transaction of another producer still open on it?"));
         }
-        std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(rk, 100));
+        RETURN_IF_ERROR(errors.Check());
+        if (keep_waiting && !keep_waiting()) return absl::CancelledError("stopped while reading Kafka");
+        std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(
+            rd_kafka_consumer_poll(rk, static_cast<int>(absl::ToInt64Milliseconds(kSlice))));
         if (m == nullptr) continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;

@@ -15,6 +15,7 @@
 #ifndef OUTBOXD_SINK_CHECKPOINT_TOPIC_H_
 #define OUTBOXD_SINK_CHECKPOINT_TOPIC_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -30,15 +31,22 @@ namespace outboxd::sink {
 // factor min(3, brokers)); if it exists, checks that it is compacted:
 // FailedPrecondition with the fix if not. A broker that cannot describe topic
 // configurations gets a warning, not an error. Unavailable if Kafka cannot be
-// reached within `timeout`.
+// reached within `timeout`. While it waits for the brokers it asks
+// keep_waiting (if set) every 100 ms, and ends with Cancelled when that
+// returns false (a stop signal).
 absl::Status EnsureCheckpointTopic(const SinkConfig& config, absl::string_view topic,
-                                   absl::Duration timeout = absl::Seconds(10));
+                                   absl::Duration timeout = absl::Seconds(10),
+                                   const std::function<bool()>& keep_waiting = {});
 
 // The value of the last record with `key` that read_committed readers see in
 // `topic` (any partition), or nullopt if none (or the topic does not exist).
+// No librdkafka call in it waits longer than 100 ms; between two it calls
+// keep_waiting (if set) and ends with Cancelled when that returns false.
+// Refused credentials end it at once (SinkFailure::kFatal), as they end
+// EnsureCheckpointTopic.
 absl::StatusOr<std::optional<std::string>> ReadLastCommittedRecord(
     const SinkConfig& config, absl::string_view topic, absl::string_view key,
-    absl::Duration timeout = absl::Seconds(30));
+    absl::Duration timeout = absl::Seconds(30), const std::function<bool()>& keep_waiting = {});
 
 }  // namespace outboxd::sink
 

@@ -64,17 +64,17 @@ class RdKafkaTransactional final : public TransactionalKafka {
     return absl::OkStatus();
   }
 
-  absl::Status InitTransactions() override {
-    absl::Status st =
-        TxnStatus(ErrorPtr(rd_kafka_init_transactions(producer_->get(), kTransactionTimeoutMs)),
-                  "initialising Kafka transactions");
-    // Refused credentials time the call out; say why (the error callback ran inside it).
-    if (!st.ok() && !producer_->failure().ok()) return producer_->failure();
-    return st;
+  absl::StatusOr<bool> InitTransactions(absl::Duration slice) override {
+    absl::StatusOr<bool> done = Step(rd_kafka_init_transactions(producer_->get(), SliceMs(slice)),
+                                     "initialising Kafka transactions");
+    // Refused credentials look like a timeout here; the error callback says why.
+    producer_->Poll(0);
+    if (!producer_->failure().ok()) return producer_->failure();
+    return done;
   }
 
-  absl::StatusOr<std::optional<std::string>> ReadLastCommitted(absl::string_view topic,
-                                                               absl::string_view key) override;
+  absl::StatusOr<std::optional<std::string>> ReadLastCommitted(
+      absl::string_view topic, absl::string_view key, const std::function<bool()>& keep_waiting) override;
 
   absl::Status BeginTransaction() override {
     failed_record_ = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -144,8 +144,8 @@ class RdKafkaTransactional final : public TransactionalKafka {
 };
 
 absl::StatusOr<std::optional<std::string>> RdKafkaTransactional::ReadLastCommitted(
-    absl::string_view topic, absl::string_view key) {
-  return ReadLastCommittedRecord(config_, topic, key);
+    absl::string_view topic, absl::string_view key, const std::function<bool()>& keep_waiting) {
+  return ReadLastCommittedRecord(config_, topic, key, absl::Seconds(30), keep_waiting);
 }
 
 }  // namespace

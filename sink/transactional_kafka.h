@@ -4,7 +4,7 @@
 // an in-process model of Kafka transactions in tests.
 //
 //   auto kafka = MakeRdKafkaTransactional(config, "outboxd-myslot");
-//   (*kafka)->InitTransactions();                  // fences older producers of the id
+//   while (!*(*kafka)->InitTransactions(absl::Milliseconds(50))) {}  // fences older producers of the id
 //   (*kafka)->BeginTransaction();
 //   (*kafka)->Send(record);
 //   while (!*(*kafka)->Delivered()) (*kafka)->Poll(10);          // (an error: abort)
@@ -21,6 +21,7 @@
 #ifndef OUTBOXD_SINK_TRANSACTIONAL_KAFKA_H_
 #define OUTBOXD_SINK_TRANSACTIONAL_KAFKA_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,14 +39,18 @@ class TransactionalKafka {
  public:
   virtual ~TransactionalKafka() = default;
 
-  // Registers the transactional id. Any earlier producer with the same id is
-  // fenced: its open transaction is aborted and it can commit nothing more.
-  virtual absl::Status InitTransactions() = 0;
+  // Registers the transactional id, waiting at most `slice`: true once done,
+  // false if not yet (call again; librdkafka goes on meanwhile). Any earlier
+  // producer with the same id is fenced: its open transaction is aborted and
+  // it can commit nothing more. Refused credentials: Failure()'s error.
+  virtual absl::StatusOr<bool> InitTransactions(absl::Duration slice) = 0;
 
   // Value of the last committed record with this key (read_committed), or
-  // nullopt when there is none (or the topic does not exist).
-  virtual absl::StatusOr<std::optional<std::string>> ReadLastCommitted(absl::string_view topic,
-                                                                       absl::string_view key) = 0;
+  // nullopt when there is none (or the topic does not exist). Between two
+  // waits of at most 100 ms it asks keep_waiting (if set), and ends with
+  // Cancelled when that says no.
+  virtual absl::StatusOr<std::optional<std::string>> ReadLastCommitted(
+      absl::string_view topic, absl::string_view key, const std::function<bool()>& keep_waiting) = 0;
 
   virtual absl::Status BeginTransaction() = 0;
   // Queues a record in the open transaction. ResourceExhausted: queue full,

@@ -42,9 +42,22 @@ absl::Status TransactionalSink::Recover() {
   // Fence first: an older producer's open transaction is aborted, so the
   // checkpoint read below cannot be overtaken by a zombie's late commit.
   const absl::Time started = absl::Now();
-  RETURN_IF_ERROR(kafka_->InitTransactions());
+  while (true) {
+    ASSIGN_OR_RETURN(bool done, kafka_->InitTransactions(kStepSlice));
+    if (done) break;
+    if (config_.keep_waiting && !config_.keep_waiting()) {
+      return absl::CancelledError("stopped while initialising Kafka transactions");
+    }
+    if (absl::Now() - started >= config_.recovery_timeout) {
+      return absl::UnavailableError(absl::StrCat(
+          "initialising Kafka transactions did not complete within ",
+          absl::FormatDuration(config_.recovery_timeout),
+          " (are the brokers reachable, and the transaction coordinator up?)"));
+    }
+  }
   const absl::Time fenced = absl::Now();
-  ASSIGN_OR_RETURN(auto last, kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot));
+  ASSIGN_OR_RETURN(auto last, kafka_->ReadLastCommitted(config_.checkpoint_topic, config_.slot,
+                                                        config_.keep_waiting));
   if (last.has_value()) {
     v1::Checkpoint checkpoint;
     if (!checkpoint.ParseFromString(*last) || checkpoint.slot() != config_.slot) {

@@ -54,6 +54,7 @@
 #define OUTBOXD_SINK_TRANSACTIONAL_SINK_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -89,6 +90,12 @@ struct TransactionalConfig {
   bool accept_system_id_change = false;
   uint64_t max_batch_events = 10000;
   absl::Duration max_batch_age = absl::Milliseconds(100);
+  // Recovery (in Create) waits for Kafka in steps of at most kStepSlice (the
+  // checkpoint read: 100 ms) and asks this between two: false ends it with
+  // Cancelled. The relay answers PostgreSQL in it and says false on stop.
+  std::function<bool()> keep_waiting;
+  // Recovery gives up (Unavailable) after this long.
+  absl::Duration recovery_timeout = absl::Seconds(30);
 };
 
 class TransactionalSink final : public EventSink {

@@ -252,8 +252,13 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
     // Created if missing; an existing one must be compacted. Kafka out of
     // reach now is ridden out like any outage (the sink retries); a topic
     // with the wrong policy is not.
-    const absl::Status topic =
-        outboxd::sink::EnsureCheckpointTopic(sink_config, absl::GetFlag(FLAGS_checkpoint_topic));
+    const absl::Status topic = outboxd::sink::EnsureCheckpointTopic(
+        sink_config, absl::GetFlag(FLAGS_checkpoint_topic), absl::Seconds(10),
+        [] { return !g_stop_requested.load(); });
+    if (absl::IsCancelled(topic)) {
+      outboxd::LogInfo("stopped before streaming began");
+      return 0;
+    }
     if (absl::IsUnavailable(topic)) {
       outboxd::LogWarning(absl::StrCat("cannot check the checkpoint topic now (", topic.message(),
                                        "); going on"));
@@ -301,6 +306,7 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
                                      outboxd::EventSink::DeliveryCallback cb)
         -> absl::StatusOr<std::unique_ptr<outboxd::EventSink>> {
       outboxd::sink::TransactionalConfig session = txn_config;
+      session.keep_waiting = source.keep_waiting;
       session.system_identifier = source.system_identifier;
       std::string transactional_id =
           absl::StrCat("outboxd-", source.system_identifier, "-", database, "-", txn_config.slot);

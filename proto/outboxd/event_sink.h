@@ -76,6 +76,11 @@ struct SourceSystem {
   // IDENTIFY_SYSTEM's systemid of the session's server; empty for a sink made
   // before any session (one sink for the relay's life, at-least-once).
   std::string system_identifier;
+  // A sink that waits for its broker while it is made (exactly-once
+  // recovery) calls this between two waits of at most ~100 ms: the relay
+  // answers PostgreSQL in it; false (stop, or the connection broke) means
+  // give up (Cancelled). Unset: no one to ask.
+  std::function<bool()> keep_waiting;
 };
 
 class EventSink {

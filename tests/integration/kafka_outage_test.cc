@@ -110,6 +110,42 @@ TEST_P(KafkaOutageTest, SigtermDuringAnOutageExitsWithinShutdownTimeout) {
   EXPECT_EQ(relay->Terminate(), 0) << relay->Stderr();
 }
 
+// Started while Kafka is away: exactly-once recovery (checkpoint topic,
+// fencing, checkpoint read) waits for the brokers, and while it waits, with
+// the slot held, PostgreSQL must go on hearing from the relay and a SIGTERM
+// must end it within --shutdown_timeout, confirming nothing.
+TEST_P(KafkaOutageTest, StartedDuringAnOutageAnswersPostgresAndHonoursSigterm) {
+  ASSERT_OK(env_.InsertEvent("order", "o-0", "Before", "{}"));
+  const Lsn before = env_.ConfirmedLsn();
+  ASSERT_OK(env_.kafka().AllDown());
+  auto relay = StartRelay();
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitFor([&] {
+    return env_.pg().QueryValue("SELECT active FROM pg_replication_slots WHERE slot_name = 'outboxd'")
+               .value_or("") == "t";
+  }, absl::Seconds(30), absl::Milliseconds(50))) << "the relay never took the slot\n" << relay->Stderr();
+  // 8 s with the slot held, past the walsender's 5 s timeout.
+  EXPECT_FALSE(WaitFor([&] { return WalsenderTimedOut(); }, absl::Seconds(8), absl::Milliseconds(200)))
+      << env_.pg().LogTail(20) << "\nrelay:\n" << relay->Stderr();
+  const absl::Time signalled = absl::Now();
+  relay->Signal(SIGTERM);
+  absl::StatusOr<int> code = relay->Wait(absl::Seconds(30));
+  const absl::Duration took = absl::Now() - signalled;
+  ASSERT_TRUE(code.ok()) << "still running 30 s after SIGTERM\n" << relay->Stderr();
+  std::cerr << GetParam() << ": started during an outage, exit " << *code << " "
+            << absl::FormatDuration(took) << " after SIGTERM\n";
+  EXPECT_EQ(*code, 0) << relay->Stderr();
+  EXPECT_LT(took, absl::Seconds(7)) << relay->Stderr();
+  EXPECT_LE(env_.ConfirmedLsn(), before) << "confirmed events Kafka does not have";
+
+  ASSERT_OK(env_.kafka().AllUp());
+  relay = StartRelay();
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(env_.WaitConfirmed(env_.CurrentWalLsn(), absl::Seconds(60))) << relay->Stderr();
+  EXPECT_EQ(Ids(env_.ReadAllCommitted("outbox.event.order", 200)).size(), 1u);
+  EXPECT_EQ(relay->Terminate(), 0) << relay->Stderr();
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, KafkaOutageTest,
                          ::testing::Values("at-least-once", "exactly-once"),
                          [](const ::testing::TestParamInfo<std::string>& info) {

@@ -171,7 +171,9 @@ class AuthTest : public ::testing::Test {
     auto relay = StartSaslRelay("not-the-password", std::move(extra));
     ASSERT_TRUE(relay);
     const absl::Time started = absl::Now();
-    auto code = relay->Wait(absl::Seconds(30));
+    // librdkafka's own waits are 10 s (metadata) and 30 s (transactions): an
+    // exit well inside 10 s shows the refusal, not a timeout, ended it.
+    auto code = relay->Wait(absl::Seconds(8));
     const absl::Duration took = absl::Now() - started;
     ASSERT_TRUE(code.ok()) << "an authentication failure must end the relay, not be retried:\n"
                            << relay->Stderr();
@@ -210,6 +212,14 @@ TEST_F(AuthTest, SaslOverTlsDelivers) {
 // A wrong password is not an outage: Kafka will refuse it however often it is sent, so outboxd
 // exits 1 at once with the broker and the fix, rather than retrying forever like an outage.
 TEST_F(AuthTest, WrongPasswordIsAClearErrorAndConfirmsNothing) { ExpectWrongPasswordStops({}); }
+
+// Exactly-once meets the refusal in its recovery (checkpoint topic, fencing,
+// checkpoint read), before any record is sent: it must stop as fast, not wait
+// out librdkafka's timeouts.
+TEST_F(AuthTest, WrongPasswordStopsExactlyOnceToo) {
+  ExpectWrongPasswordStops({"--delivery=exactly-once",
+                            "--checkpoint_topic=" + env_.Topic("outboxd.checkpoints")});
+}
 
 // TOPIC_AUTHORIZATION_FAILED (no WRITE ACL) is refused for good: a poison record.
 TEST_F(AuthTest, TopicWithoutWriteAclIsDeadLettered) {

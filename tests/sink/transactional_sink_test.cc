@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "checkpoint/ack_tracker.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "outboxd/v1/checkpoint.pb.h"
 
@@ -62,18 +63,22 @@ class ModelProducer : public TransactionalKafka {
   ModelProducer(KafkaModel* model, std::string id) : model_(model), id_(std::move(id)) {}
   bool crashed = false;
 
-  absl::Status InitTransactions() override {
-    if (crashed) return absl::OkStatus();
+  absl::StatusOr<bool> InitTransactions(absl::Duration) override {
+    if (crashed) return true;
+    if (model_->stalled_steps > 0) {
+      --model_->stalled_steps;
+      return false;
+    }
     epoch_ = ++model_->epochs[id_];
     // Fencing: the previous epoch's open transaction is aborted.
     if (auto it = model_->open_transaction.find(id_); it != model_->open_transaction.end()) {
       model_->Resolve(id_, it->second, KafkaModel::State::kAborted);
       model_->open_transaction.erase(it);
     }
-    return absl::OkStatus();
+    return true;
   }
-  absl::StatusOr<std::optional<std::string>> ReadLastCommitted(absl::string_view topic,
-                                                               absl::string_view key) override {
+  absl::StatusOr<std::optional<std::string>> ReadLastCommitted(
+      absl::string_view topic, absl::string_view key, const std::function<bool()>&) override {
     std::optional<std::string> last;
     for (const Record& r : model_->ReadCommitted(topic)) {
       if (r.key == key) last = r.value;
@@ -503,6 +508,38 @@ TEST(TransactionalSinkTest, WorkDueInNamesTheBatchAgeLimit) {
   EXPECT_EQ(sink->WorkDueIn(), absl::Milliseconds(70));
   now += absl::Milliseconds(80);
   EXPECT_EQ(sink->WorkDueIn(), absl::ZeroDuration());
+}
+
+// Recovery waits for Kafka in bounded steps and asks between two whether to
+// go on (the relay answers PostgreSQL there and says no on stop).
+TEST(TransactionalSinkTest, RecoveryWaitsInStepsAndStopsWhenToldTo) {
+  KafkaModel model;
+  Acks acks;
+  model.stalled_steps = 1000;  // the coordinator never answers
+  int asked = 0;
+  TransactionalConfig config = Config();
+  config.keep_waiting = [&] { return ++asked < 5; };
+  auto sink = TransactionalSink::Create(config, std::make_unique<ModelProducer>(&model, "outboxd-shop"),
+                                        acks.Callback());
+  ASSERT_FALSE(sink.ok());
+  EXPECT_TRUE(absl::IsCancelled(sink.status())) << sink.status();
+  EXPECT_EQ(asked, 5);
+
+  // Told to go on, it gives up at its deadline with a reason.
+  model.stalled_steps = 1000000;
+  config.keep_waiting = [] { return true; };
+  config.recovery_timeout = absl::Milliseconds(1);
+  sink = TransactionalSink::Create(config, std::make_unique<ModelProducer>(&model, "outboxd-shop"),
+                                   acks.Callback());
+  ASSERT_FALSE(sink.ok());
+  EXPECT_TRUE(absl::IsUnavailable(sink.status())) << sink.status();
+  EXPECT_THAT(std::string(sink.status().message()), ::testing::HasSubstr("did not complete within"));
+
+  model.stalled_steps = 3;  // answers after three steps
+  config.recovery_timeout = absl::Seconds(30);
+  sink = TransactionalSink::Create(config, std::make_unique<ModelProducer>(&model, "outboxd-shop"),
+                                   acks.Callback());
+  EXPECT_TRUE(sink.ok()) << sink.status();
 }
 
 TEST(TransactionalSinkTest, FlushGivesUpAtItsDeadlineWhileKafkaIsAway) {
