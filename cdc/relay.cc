@@ -277,6 +277,8 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
 
   Lsn received = start;
   absl::Time next_status = absl::Now();
+  absl::Time last_status = absl::InfinitePast();
+  Lsn reported;  // the confirmed position of the last status update
   // The liveness check: when the server last sent anything while we were
   // reading, and when we asked it for a reply (InfinitePast: not asking).
   absl::Time last_heard = absl::Now();
@@ -355,12 +357,19 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
             absl::FormatDuration(options_.replication_timeout), ")")));
       }
     }
-    if (now >= next_status) {
-      if (absl::Status s = stream.SendStatus(received, tracker_.SafeLsn(), ask_reply); !s.ok()) {
-        return reconnect(s);
-      }
+    // Due every status_interval, and confirm_interval after the confirmed position moved.
+    const Lsn safe = tracker_.SafeLsn();
+    absl::Time status_due =
+        options_.confirm_interval > absl::ZeroDuration() && safe > reported
+            ? std::min(next_status, last_status + options_.confirm_interval)
+            : next_status;
+    if (now >= status_due) {
+      if (absl::Status s = stream.SendStatus(received, safe, ask_reply); !s.ok()) return reconnect(s);
       next_status = now + options_.status_interval;
-      stats_->confirmed_lsn.store(tracker_.SafeLsn().value());
+      last_status = now;
+      reported = safe;
+      status_due = next_status;
+      stats_->confirmed_lsn.store(safe.value());
       stats_->received_lsn.store(received.value());
       PublishGauges();
     }
@@ -371,7 +380,7 @@ absl::StatusOr<Relay::SessionEnd> Relay::RunSession() {
                      {stream.socket(), static_cast<short>(blocked ? 0 : POLLIN), 0}};
     const int timeout =
         more_buffered ? 0
-                      : ToPollTimeout(std::min({next_status - now, absl::Milliseconds(100),
+                      : ToPollTimeout(std::min({status_due - now, absl::Milliseconds(100),
                                                  std::max(sink_->WorkDueIn(), absl::Milliseconds(1))}));
     if (poll(fds, 3, timeout) < 0 && errno != EINTR) {
       return absl::InternalError(absl::StrCat("poll failed: ", strerror(errno)));

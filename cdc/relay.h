@@ -69,6 +69,11 @@ struct RelayOptions {
   bool sink_per_session = false;
   std::string sink_description;  // For the start-up log line, e.g. "Kafka at host:9092".
   absl::Duration status_interval = absl::Seconds(1);
+  // --confirm_interval: a confirmed position that moved is reported this soon
+  // (at most one status update per interval while it moves), so the slot
+  // holds little WAL and a restart repeats little. Zero: only every
+  // status_interval.
+  absl::Duration confirm_interval = absl::Milliseconds(10);
   absl::Duration initial_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(5);
   absl::Duration shutdown_flush_timeout = absl::Seconds(10);

@@ -84,7 +84,11 @@ ABSL_FLAG(std::string, kafka_property, "",
           "compression). Environment: OUTBOXD_KAFKA_PROPERTY, several separated by ';'");
 // Behaviour.
 ABSL_FLAG(absl::Duration, status_interval, absl::Seconds(1),
-          "how often the confirmed position is reported to PostgreSQL");
+          "how often the confirmed position is reported to PostgreSQL when it has not moved");
+ABSL_FLAG(absl::Duration, confirm_interval, absl::Milliseconds(10),
+          "how soon a confirmed position that moved (Kafka acknowledged up to it) is reported to "
+          "PostgreSQL: at most one status update per interval while it moves; 0 reports it only "
+          "every --status_interval");
 ABSL_FLAG(absl::Duration, max_backoff, absl::Seconds(5), "longest wait between reconnect attempts");
 ABSL_FLAG(absl::Duration, replication_timeout, absl::Seconds(30),
           "after this long without a message from PostgreSQL, ask it for a reply and "
@@ -187,7 +191,7 @@ const std::vector<FlagGroup>& FlagGroups() {
         "kafka_property"}},
       {"Delivery", {"run"}, {"delivery", "checkpoint_topic", "accept_checkpoint_system_id_change",
                                    "transaction_max_events", "transaction_max_age"}},
-      {"Behaviour", {"run"}, {"status_interval", "max_backoff", "replication_timeout", "shutdown_timeout", "stall_timeout"}},
+      {"Behaviour", {"run"}, {"status_interval", "confirm_interval", "max_backoff", "replication_timeout", "shutdown_timeout", "stall_timeout"}},
       {"Admin API and metrics", {"run"},
        {"admin_listen", "admin_token_file", "admin_tls_cert", "admin_tls_key", "metrics_listen"}},
       {"tail", {"tail"}, {"topic", "from", "limit", "timeout", "format"}},

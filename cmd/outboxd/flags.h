@@ -55,6 +55,7 @@ ABSL_DECLARE_FLAG(absl::Duration, transaction_max_age);
 ABSL_DECLARE_FLAG(int, linger_ms);
 ABSL_DECLARE_FLAG(std::string, kafka_property);
 ABSL_DECLARE_FLAG(absl::Duration, status_interval);
+ABSL_DECLARE_FLAG(absl::Duration, confirm_interval);
 ABSL_DECLARE_FLAG(absl::Duration, max_backoff);
 ABSL_DECLARE_FLAG(absl::Duration, replication_timeout);
 ABSL_DECLARE_FLAG(absl::Duration, shutdown_timeout);

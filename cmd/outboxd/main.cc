@@ -284,6 +284,7 @@ int Run(const std::vector<std::pair<std::string, std::string>>& kafka_properties
   options.sink_per_session = delivery == "exactly-once";
   options.sink_description = absl::StrCat("Kafka at ", sink_config.brokers, " (", delivery, ")");
   options.status_interval = absl::GetFlag(FLAGS_status_interval);
+  options.confirm_interval = absl::GetFlag(FLAGS_confirm_interval);
   options.max_backoff = absl::GetFlag(FLAGS_max_backoff);
   options.replication_timeout = absl::GetFlag(FLAGS_replication_timeout);
   options.shutdown_flush_timeout = absl::GetFlag(FLAGS_shutdown_timeout);

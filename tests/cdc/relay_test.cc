@@ -236,6 +236,7 @@ TEST_F(RelayTest, KeepalivesInsideAnOpenTransactionConfirmNothingOfIt) {
   // Status updates only when the server asks: each ask shows what the relay
   // would confirm at that moment (and that it answers at once).
   options.status_interval = absl::Hours(1);
+  options.confirm_interval = absl::ZeroDuration();  // not when the position moves either
   kafka_->SetAutoAck(true);
   Start(options);
   ASSERT_TRUE(WaitFor([&] { return StatusCount() == 1; }, kDeadline));  // the first, at start
@@ -272,6 +273,26 @@ TEST_F(RelayTest, KeepalivesInsideAnOpenTransactionConfirmNothingOfIt) {
   ASSERT_TRUE(WaitFor([&] { return StatusCount() == 6; }, kDeadline));
   EXPECT_EQ(LastFlushed(), Lsn(0x1300));
   EXPECT_EQ(server_->sessions(), 1);
+}
+
+TEST_F(RelayTest, AcknowledgedPositionIsReportedWithoutWaitingForTheStatusInterval) {
+  RelayOptions options = Options();
+  options.status_interval = absl::Hours(1);  // only the confirm_interval (default) reports
+  Start(options);
+  ASSERT_TRUE(WaitFor([&] { return StatusCount() == 1; }, kDeadline));  // the first, at start
+  EXPECT_EQ(LastFlushed(), kStart);
+
+  Transaction(0x110, {"1"}, 0x200);
+  Transaction(0x210, {"2"}, 0x300);
+  ASSERT_TRUE(WaitFor([&] { return kafka_->in_flight() == 2; }, kDeadline));
+  kafka_->Ack(0);
+  ASSERT_TRUE(WaitFor([&] { return server_->confirmed_flush() == Lsn(0x200); }, kDeadline));
+  EXPECT_EQ(StatusCount(), 2u);
+  // Never past what Kafka has not acknowledged, however soon it reports.
+  EXPECT_EQ(LastFlushed(), Lsn(0x200));
+  kafka_->Ack(1);
+  ASSERT_TRUE(WaitFor([&] { return server_->confirmed_flush() == Lsn(0x300); }, kDeadline));
+  EXPECT_EQ(StatusCount(), 3u);
 }
 
 TEST_F(RelayTest, SilentServerIsAskedForAReplyAndLeftWithoutOne) {

@@ -74,7 +74,7 @@ TEST_F(ExactlyOnceTest, DeliversWithCheckpointAndConfirmsAfterCommit) {
 TEST_F(ExactlyOnceTest, CrashAfterKafkaCommitResumesFromCheckpointNotSlot) {
   // Status updates only at start: the slot stays where it was, so after the
   // crash only the checkpoint in Kafka knows what was delivered.
-  auto relay = StartRelay({"--status_interval=1h"});
+  auto relay = StartRelay({"--status_interval=1h", "--confirm_interval=0"});
   ASSERT_TRUE(relay);
   const Lsn slot_before = env_.ConfirmedLsn();
   ASSERT_OK(env_.Sql(

@@ -69,6 +69,23 @@ TEST_F(RelayTest, DeliversEventWithKeyHeadersAndProtobufValue) {
               HasSubstr(absl::StrCat("(pgoutput protocol ", version >= 16 ? 4 : 3, ")")));
 }
 
+TEST_F(RelayTest, SlotIsConfirmedOnceKafkaAcknowledgesNotOnlyEveryStatusInterval) {
+  ASSERT_TRUE(RelayEnv::WaitStreaming(*relay_)) << relay_->Stderr();
+  ASSERT_EQ(relay_->Terminate(), 0) << relay_->Stderr();
+  auto relay = env_.StartRelay({"--status_interval=1h"});
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  relay_ = std::move(*relay);
+  const Lsn before = env_.ConfirmedLsn();
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "OrderPlaced", "{}"));
+  std::vector<Event> events = env_.ReadEvents("outbox.event.order", 1);
+  ASSERT_EQ(events.size(), 1u);
+  const Lsn commit(events[0].event.source().commit_lsn());
+  ASSERT_GT(commit, before);
+  // --confirm_interval (10 ms) reports it; --status_interval alone would take an hour.
+  EXPECT_TRUE(WaitFor([&] { return env_.ConfirmedLsn() >= commit; }, absl::Seconds(10)))
+      << "confirmed " << env_.ConfirmedLsn().ToString() << ", event committed at " << commit.ToString();
+}
+
 TEST_F(RelayTest, RolledBackTransactionsAndSavepointsProduceNothing) {
   ASSERT_OK(env_.Sql(
       "BEGIN;"
