@@ -12,7 +12,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "outboxd/log.h"
@@ -481,32 +480,6 @@ Relay::SessionEnd Relay::Shutdown(ReplicationStream& stream, Lsn received) {
   }
   stream.Finish();
   return SessionEnd::kStopped;
-}
-
-void Relay::PublishGauges() {
-  stats_->events_in_flight.store(tracker_.EventsInFlight());
-  stats_->oldest_unacked_commit_unix_micros.store(tracker_.OldestUnackedCommitTime());
-  if (const uint32_t tag = tracker_.OldestUnackedTag(); tag != published_topic_tag_) {
-    stats_->set_oldest_unacked_topic(std::string(topic_tags_.Name(tag)));
-    published_topic_tag_ = tag;
-  }
-  stats_->events_dead_lettered.store(dead_lettered_ + dead_lettered_by_old_sinks_ +
-                                     (sink_ ? sink_->DeadLettered() : 0));
-  if (sink_) stats_->kafka_reachable.store(sink_->Reachable());
-}
-
-void Relay::MaybeLogProgress(absl::Time now, Lsn received) {
-  if (now - last_progress_log_ < options_.progress_interval) return;
-  const uint64_t delta = delivered_ - delivered_at_last_log_;
-  if (delta > 0 || tracker_.EventsInFlight() > 0) {
-    const double seconds = absl::ToDoubleSeconds(now - last_progress_log_);
-    LogInfo(absl::StrFormat("progress: %d events delivered (%.0f/s), %d in flight, received %s, "
-                            "confirmed %s",
-                            delivered_, delta / seconds, tracker_.EventsInFlight(),
-                            received.ToString(), tracker_.SafeLsn().ToString()));
-  }
-  delivered_at_last_log_ = delivered_;
-  last_progress_log_ = now;
 }
 
 }  // namespace outboxd::cdc
