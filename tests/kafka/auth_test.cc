@@ -221,6 +221,36 @@ TEST_F(AuthTest, WrongPasswordStopsExactlyOnceToo) {
                             "--checkpoint_topic=" + env_.Topic("outboxd.checkpoints")});
 }
 
+// SCRAM-SHA-512 with the right password: a librdkafka before 2.6.1 (Debian 12's 2.0.2) sends a
+// proof Kafka 4.x refuses (#4895). outboxd must stop at once and say that it is the library,
+// not the password, and what to use instead; with a newer library it simply delivers.
+TEST_F(AuthTest, ScramWithAnOldLibrdkafkaSaysWhyItIsRefused) {
+  ASSERT_OK(AllowTopicPrefix(env_.Brokers(), prefix_,
+                             {RD_KAFKA_ACL_OPERATION_WRITE, RD_KAFKA_ACL_OPERATION_DESCRIBE}));
+  ASSERT_OK(env_.InsertEvent("order", "o-1", "Created", R"({"n": 1})"));
+  const Lsn before = env_.ConfirmedLsn();
+  // A later --kafka_property wins over StartSaslRelay's mechanism.
+  auto relay = StartSaslRelay("outboxd-secret", {"--kafka_property=sasl.mechanisms=SCRAM-SHA-512"});
+  ASSERT_TRUE(relay);
+  if (rd_kafka_version() >= 0x020601ff) {
+    std::vector<Event> events = env_.ReadEvents("outbox.event.order", 1);
+    ASSERT_EQ(events.size(), 1u) << relay->Stderr();
+    EXPECT_EQ(relay->Terminate(), 0) << relay->Stderr();
+    return;
+  }
+  auto code = relay->Wait(absl::Seconds(8));
+  ASSERT_TRUE(code.ok()) << "a refused SCRAM proof must end the relay:\n" << relay->Stderr();
+  EXPECT_EQ(*code, 1) << relay->Stderr();
+  const std::string log = relay->Stderr();
+  EXPECT_THAT(log, HasSubstr("Kafka refused the credentials")) << log;
+  EXPECT_THAT(log, HasSubstr(absl::StrCat("SCRAM with Kafka 4.x brokers needs librdkafka 2.6.1 or later, this is ",
+                                          rd_kafka_version_str())))
+      << log;
+  EXPECT_THAT(log, HasSubstr("sasl.mechanisms=PLAIN over SASL_SSL")) << log;
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("outboxd-secret"))) << "never log the password";
+  EXPECT_EQ(env_.ConfirmedLsn(), before) << log;
+}
+
 // TOPIC_AUTHORIZATION_FAILED (no WRITE ACL) is refused for good: a poison record.
 TEST_F(AuthTest, TopicWithoutWriteAclIsDeadLettered) {
   // WRITE on the dead-letter topic and on outbox.event.order; not on outbox.event.secret.
