@@ -39,16 +39,20 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/commandlineflag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "outboxd/status_macros.h"
@@ -265,17 +269,31 @@ absl::Status MockSuite(Env& env, double load_before, absl::Time t0) {
   return absl::OkStatus();
 }
 
-absl::Status Main() {
+// The flags named on the command line (--name=value, --name value, --noname), so --quick can
+// tell a flag given its default value (--repeats=3) from one left alone.
+absl::flat_hash_set<std::string> NamedFlags(int argc, char** argv) {
+  absl::flat_hash_set<std::string> names;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    const std::string name(arg.substr(0, arg.find('=')));
+    names.insert(name);
+    if (absl::StartsWith(name, "no")) names.insert(name.substr(2));
+  }
+  return names;
+}
+
+absl::Status Main(const absl::flat_hash_set<std::string>& named) {
   const bool real = absl::GetFlag(FLAGS_broker) == "kafka";
   if (real == (absl::GetFlag(FLAGS_broker) == "mock")) {
     return absl::InvalidArgumentError("--broker is 'kafka' or 'mock'");
   }
   if (absl::GetFlag(FLAGS_quick)) {
-    // --quick changes the sizes of the flags left at their defaults; one given a value of its
-    // own keeps it (e.g. --quick --drain_events=200000 for a bigger drain alone).
-    auto quick = [](auto& flag, const auto& value) {
-      const absl::CommandLineFlag& f = absl::GetFlagReflectionHandle(flag);
-      if (f.CurrentValue() == f.DefaultValue()) absl::SetFlag(&flag, value);
+    // --quick changes the sizes of the flags not named on the command line; one that is keeps
+    // its value, even the default (e.g. --quick --drain_events=200000 for the full drain alone).
+    auto quick = [&named](auto& flag, const auto& value) {
+      if (!named.contains(absl::GetFlagReflectionHandle(flag).Name())) absl::SetFlag(&flag, value);
     };
     quick(FLAGS_duration_s, real ? 2.0 : 3.0);
     quick(FLAGS_warmup_s, 1.0);
@@ -301,9 +319,10 @@ absl::Status Main() {
 }  // namespace outboxd::bench
 
 int main(int argc, char** argv) {
+  const absl::flat_hash_set<std::string> named = outboxd::bench::NamedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
-  absl::Status s = outboxd::bench::Main();
+  absl::Status s = outboxd::bench::Main(named);
   if (!s.ok()) {
     std::cerr << "outboxd-bench: " << s << std::endl;
     return 1;
