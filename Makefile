@@ -47,7 +47,7 @@ pg17-root: deps
 # on real Apache Kafka (ctest label kafka) and on PostgreSQL 17 (label pg17).
 test: build fuzz-build kafka-jars promtool pg17-root
 	./scripts/check-compose.sh
-	# Bench smoke run (~2 min: outboxd both modes, Debezium both configs, polling and the Kafka
+	# Bench smoke run (~65 s: outboxd both modes, Debezium both configs, polling and the Kafka
 	# floor for a few seconds each on real Kafka): keeps the harness from rotting; no targets.
 	./scripts/bench.sh --quick --build-dir=$(BUILD_DIR)
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)

@@ -10,7 +10,7 @@
 # 200,000-event backlog drain against bench-repl-reader (the source's limit). Full run (~20 min
 # on 2 cores): bench/results/<date>-<host>.md, <...>-latency.png, <...>-wal.png, <...>.tsv.
 #
-# --quick (~2 min, from `make test`): every system for a few seconds at 1k events/s and a 5,000
+# --quick (~65 s, from `make test`): every system for a few seconds at 1k events/s and a 5,000
 # event drain into <build-dir>/bench-quick/, nothing under bench/results; it fails unless every
 # system delivered and every section is in the report (targets are not checked).
 #
