@@ -7,7 +7,7 @@
 # configurations), polling and the bare Kafka floor side by side on one real Apache Kafka
 # (tests/kafka/kafka-cluster.sh, the tests' launcher) and one throwaway PostgreSQL 15: latency
 # at 1k/5k/10k/max events/s with 1- and 10-event transactions, WAL held, CPU, RSS, and a
-# 200,000-event backlog drain against bench-repl-reader (the source's limit). Full run (~20 min
+# 200,000-event backlog drain against bench-repl-reader (the source's limit). Full run (~17 min
 # on 2 cores): bench/results/<date>-<host>.md, <...>-latency.png, <...>-wal.png, <...>.tsv.
 #
 # --quick (~65 s, from `make test`): every system for a few seconds at 1k events/s and a 5,000

@@ -276,7 +276,8 @@ absl::flat_hash_set<std::string> NamedFlags(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
     if (arg == "--") break;
-    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (!absl::ConsumePrefix(&arg, "-")) continue;  // the value of a "--name value" pair
+    absl::ConsumePrefix(&arg, "-");
     const std::string name(arg.substr(0, arg.find('=')));
     names.insert(name);
     if (absl::StartsWith(name, "no")) names.insert(name.substr(2));

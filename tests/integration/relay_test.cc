@@ -82,7 +82,7 @@ TEST_F(RelayTest, SlotIsConfirmedOnceKafkaAcknowledgesNotOnlyEveryStatusInterval
   const Lsn commit(events[0].event.source().commit_lsn());
   ASSERT_GT(commit, before);
   // --confirm_interval (10 ms) reports it; --status_interval alone would take an hour.
-  EXPECT_TRUE(WaitFor([&] { return env_.ConfirmedLsn() >= commit; }, absl::Seconds(10)))
+  EXPECT_TRUE(env_.WaitConfirmed(commit, absl::Seconds(10)))
       << "confirmed " << env_.ConfirmedLsn().ToString() << ", event committed at " << commit.ToString();
 }
 
